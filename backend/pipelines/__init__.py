@@ -1,0 +1,67 @@
+"""Pipelines by name: the one place the CLI and the service look jobs up.
+
+Each pipeline module defines:
+  NAME: str                      the job type, CLI verb and operator word
+  INPUTS: dict[str, str]         input role -> description (the files a job uploads, by role)
+  OPTIONAL_INPUTS: dict[str, str]
+  Params: a dataclass            options with defaults (the JSON `params` of a job spec)
+  add_arguments(parser)          CLI flags; positional inputs are named like the roles
+  run(inputs, params, out_dir, progress) -> dict[str, Path]   named result files under out_dir
+The CLI and the service both call `run`; nothing else differs between them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import typing
+from types import ModuleType
+from typing import Any
+
+from ..errors import InputError
+
+# job type -> module name (imported lazily: the service's HTTP process never imports torch)
+PIPELINES: dict[str, str] = {
+    "render-orbit": "render_orbit",
+}
+
+
+def load(name: str) -> ModuleType:
+    if name not in PIPELINES:
+        raise InputError(f"unknown job type {name!r}; known: {', '.join(sorted(PIPELINES))}")
+    return importlib.import_module(f"{__name__}.{PIPELINES[name]}")
+
+
+def parse_params(params_cls: type, values: dict[str, Any] | None) -> Any:
+    """Build a Params dataclass from a JSON dict, refusing unknown keys and wrong types."""
+    values = dict(values or {})
+    fields = {f.name: f for f in dataclasses.fields(params_cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise InputError(f"unknown parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(fields))}")
+    hints = typing.get_type_hints(params_cls)
+    for key, value in values.items():
+        values[key] = _coerce(key, value, hints[key])
+    try:
+        return params_cls(**values)
+    except (TypeError, ValueError) as exc:
+        raise InputError(str(exc)) from None
+
+
+def _coerce(key: str, value: Any, hint: Any) -> Any:
+    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, getattr(__import__("types"), "UnionType", None)) else (hint,)
+    if value is None and type(None) in options:
+        return None
+    for option in options:
+        if option is bool and isinstance(value, bool):
+            return value
+        if option is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if option is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if option is str and isinstance(value, str):
+            return value
+        if typing.get_origin(option) is typing.Literal and value in typing.get_args(option):
+            return value
+        if typing.get_origin(option) in (list, tuple) and isinstance(value, (list, tuple)):
+            return type(value)(value) if typing.get_origin(option) is list else tuple(value)
+    raise InputError(f"parameter {key!r}: {value!r} is not a valid {getattr(hint, '__name__', hint)}")

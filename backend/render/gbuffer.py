@@ -1,0 +1,120 @@
+"""G-buffers: one interface over three rasterizers (moderngl/EGL, plain PyTorch, nvdiffrast).
+
+A rasterizer only finds, per pixel, the visible triangle and its perspective-correct barycentrics;
+position, normal and depth are interpolated here, the same way for every rasterizer, so their
+outputs are comparable to the last bit wherever they agree on the triangle.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+import numpy as np
+import torch
+
+from ..assets.mesh import Mesh
+from ..errors import InputError
+from ..progress import Progress, no_progress
+from .cameras import Camera
+
+RASTERIZERS = ("auto", "moderngl", "torch", "nvdiffrast")
+
+
+@dataclass(frozen=True)
+class GBuffers:
+    """Per-view buffers, all (N, H, W, ...) torch tensors on one device; background pixels are 0
+    (tri_id -1). Depth is the distance along the camera's viewing axis; normals are unit
+    interpolated vertex normals in world space; positions are world space."""
+
+    mask: torch.Tensor  # (N, H, W) bool
+    depth: torch.Tensor  # (N, H, W) float32
+    tri_id: torch.Tensor  # (N, H, W) int32, -1 where empty
+    bary: torch.Tensor  # (N, H, W, 3) float32, weights of the triangle's three corners
+    position: torch.Tensor  # (N, H, W, 3) float32
+    normal: torch.Tensor  # (N, H, W, 3) float32
+
+    def __len__(self) -> int:
+        return self.mask.shape[0]
+
+
+class Rasterizer(Protocol):
+    name: str
+
+    def rasterize(self, mesh: Mesh, camera: Camera) -> tuple[torch.Tensor, torch.Tensor]:
+        """One view: triangle id (H, W) int32 (-1 = empty) and barycentrics (H, W, 3) float32."""
+        ...
+
+
+def near_far(mesh: Mesh, camera: Camera) -> tuple[float, float]:
+    """Clip planes enclosing the mesh's bounding sphere as seen from the camera."""
+    centre = (mesh.positions.min(0) + mesh.positions.max(0)) / 2
+    radius = float(np.linalg.norm(mesh.positions.max(0) - mesh.positions.min(0))) / 2 + 1e-3
+    dist = float(np.dot(centre - camera.position, camera.forward))
+    far = dist + radius * 1.01
+    near = max(dist - radius * 1.01, far * 1e-4, 1e-4)
+    return near, far
+
+
+def get_rasterizer(name: str = "auto") -> Rasterizer:
+    """'auto' picks nvdiffrast on CUDA, else moderngl (EGL), else the PyTorch reference."""
+    if name not in RASTERIZERS:
+        raise InputError(f"unknown rasterizer {name!r}: use one of {', '.join(RASTERIZERS)}")
+    if name in ("auto", "nvdiffrast") and torch.cuda.is_available():
+        try:
+            from .raster_cuda import NvdiffrastRasterizer
+
+            return NvdiffrastRasterizer()
+        except ImportError:
+            if name == "nvdiffrast":
+                raise InputError("nvdiffrast is not installed: pip install diffrp-nvdiffrast") from None
+    elif name == "nvdiffrast":
+        raise InputError("the nvdiffrast rasterizer needs a CUDA GPU, and none is available")
+    if name in ("auto", "moderngl"):
+        try:
+            from .raster_gl import ModernGLRasterizer
+
+            return ModernGLRasterizer()
+        except Exception as exc:  # no EGL driver / moderngl missing
+            if name == "moderngl":
+                raise InputError(f"moderngl (EGL) rasterizer unavailable: {exc}") from None
+    from .raster_torch import TorchRasterizer
+
+    return TorchRasterizer()
+
+
+def interpolate(mesh: Mesh, camera: Camera, tri_id: torch.Tensor, bary: torch.Tensor) -> GBuffers:
+    """Build one view's GBuffers (batch of 1) from triangle ids and barycentrics."""
+    device = tri_id.device
+    mask = tri_id >= 0
+    faces = torch.as_tensor(mesh.faces, dtype=torch.long, device=device)
+    corners = faces[tri_id.clamp(min=0).long()]  # (H, W, 3)
+    b = bary.unsqueeze(-1) * mask[..., None, None]
+    pos = torch.as_tensor(mesh.positions, device=device)
+    nrm = torch.as_tensor(mesh.normals, device=device)
+    position = (pos[corners] * b).sum(-2)
+    normal = torch.nn.functional.normalize((nrm[corners] * b).sum(-2), dim=-1)
+    eye = torch.as_tensor(camera.position, dtype=torch.float32, device=device)
+    forward = torch.as_tensor(camera.forward, dtype=torch.float32, device=device)
+    depth = ((position - eye) * forward).sum(-1) * mask
+    return GBuffers(mask[None], depth[None], tri_id[None].int(), (bary * mask[..., None])[None],
+                    position[None], normal[None])
+
+
+def stack(buffers: Sequence[GBuffers]) -> GBuffers:
+    return GBuffers(*(torch.cat([getattr(g, f) for g in buffers]) for f in GBuffers.__dataclass_fields__))
+
+
+def render_gbuffers(mesh: Mesh, cameras: Sequence[Camera], rasterizer: str | Rasterizer = "auto",
+                    progress: Progress = no_progress) -> GBuffers:
+    """G-buffers of `mesh` seen from each camera (all cameras must share one image size)."""
+    if not cameras:
+        raise InputError("no cameras to render")
+    if len({(c.width, c.height) for c in cameras}) != 1:
+        raise InputError("all cameras of one render must share an image size")
+    raster = get_rasterizer(rasterizer) if isinstance(rasterizer, str) else rasterizer
+    views = []
+    for i, cam in enumerate(cameras):
+        tri_id, bary = raster.rasterize(mesh, cam)
+        views.append(interpolate(mesh, cam, tri_id, bary))
+        progress((i + 1) / len(cameras), f"rasterizing ({raster.name})")
+    return stack(views)

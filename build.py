@@ -1,0 +1,159 @@
+#!/usr/bin/env python3
+"""Orbitex's one entry point for people and CI (standard library only).
+
+  python build.py setup     install what is missing (apt libraries, .venv/backend, .venv/blender)
+  python build.py demo      setup, then the main job on the bundled sample; prints where outputs are
+  python build.py test      setup, then the whole test suite (backend, then Blender/bpy)
+  python build.py package   build dist/orbitex-<version>.zip and validate it with Blender's validator
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENVS = ROOT / ".venv"
+BACKEND_VENV = VENVS / "backend"
+BLENDER_VENV = VENVS / "blender"
+TORCH = "torch==2.13.0"
+BPY = "bpy==4.5.*"
+# Shared libraries the bpy wheel loads, plus Mesa's EGL for headless moderngl rendering.
+APT_PACKAGES = ["libxrender1", "libxi6", "libxkbcommon0", "libsm6", "libxxf86vm1", "libxfixes3",
+                "libgl1", "libegl1", "libegl-mesa0", "libgl1-mesa-dri", "libgomp1"]
+
+
+def log(message: str) -> None:
+    print(f"[build] {message}", flush=True)
+
+
+def run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:  # type: ignore[type-arg]
+    log(" ".join(str(c) for c in cmd))
+    return subprocess.run([str(c) for c in cmd], check=True, **kwargs)
+
+
+def venv_python(venv: Path) -> Path:
+    return venv / "bin" / "python"
+
+
+def ensure_apt() -> None:
+    missing = [p for p in APT_PACKAGES
+               if subprocess.run(["dpkg", "-s", p], capture_output=True).returncode != 0]
+    if not missing:
+        return
+    if shutil.which("apt-get") is None or os.geteuid() != 0:
+        log(f"missing system libraries {' '.join(missing)}: install them with your package manager "
+            "(as root: apt-get install -y " + " ".join(missing) + ")")
+        return
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    run(["apt-get", "update", "-q"], env=env)
+    run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing], env=env)
+
+
+def python311() -> str:
+    for candidate in ("python3.11", "python3"):
+        exe = shutil.which(candidate)
+        if exe and subprocess.run([exe, "-c", "import sys; assert sys.version_info[:2] == (3, 11)"],
+                                  capture_output=True).returncode == 0:
+            return exe
+    if sys.version_info[:2] == (3, 11):
+        return sys.executable
+    raise SystemExit("Python 3.11 is needed (the bpy 4.5 wheel is built for it); install python3.11")
+
+
+def cuda_torch_present(python: str) -> bool:
+    code = "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"
+    return subprocess.run([python, "-c", code], capture_output=True).returncode == 0
+
+
+def ensure_venv(venv: Path, requirements: list[str], system_site: bool = False) -> Path:
+    """Create `venv` and install `requirements` unless the same list was installed before."""
+    python = venv_python(venv)
+    stamp = venv / ".orbitex-installed"
+    digest = hashlib.sha256(json.dumps(requirements).encode()).hexdigest()
+    if python.exists() and stamp.exists() and stamp.read_text() == digest:
+        return python
+    if not python.exists():
+        run([python311(), "-m", "venv", *(["--system-site-packages"] if system_site else []), venv])
+    run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", *requirements])
+    stamp.write_text(digest)
+    return python
+
+
+def setup() -> None:
+    ensure_apt()
+    base = python311()
+    # A machine that already has a CUDA build of torch keeps it; elsewhere the CPU 2.13.0 build.
+    cuda = cuda_torch_present(base)
+    backend_reqs = [line.split("#")[0].strip() for line in (ROOT / "backend/requirements.txt").read_text().splitlines()]
+    backend_reqs = [r for r in backend_reqs if r]
+    ensure_venv(BACKEND_VENV, ([] if cuda else [TORCH]) + backend_reqs, system_site=cuda)
+    ensure_venv(BLENDER_VENV, [BPY, "pytest"])
+    log(f"backend python: {venv_python(BACKEND_VENV)}; Blender-side python (bpy): {venv_python(BLENDER_VENV)}")
+
+
+def demo() -> None:
+    setup()
+    out = ROOT / "out" / "demo"
+    sample = ROOT / "samples" / "vase.glb"
+    run([venv_python(BACKEND_VENV), "-m", "backend", "render-orbit", sample, "--out", out, "--frames", "61", "--size", "512"],
+        cwd=ROOT)
+    log(f"demo outputs in {out}: transforms.json and frames (view set), position.mp4, normal.mp4, contact_sheet.png")
+
+
+def _pytest(python: Path, tests: str, report: Path, env: dict[str, str]) -> tuple[int, dict[str, int]]:
+    proc = subprocess.run([str(python), "-m", "pytest", tests, "-q", "-rs", f"--junitxml={report}"], cwd=ROOT, env=env)
+    counts = {"passed": 0, "failed": 0, "skipped": 0}
+    if report.exists():
+        suite = ET.parse(report).getroot()
+        suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
+        total = int(suite.get("tests", 0))
+        failed = int(suite.get("failures", 0)) + int(suite.get("errors", 0))
+        counts = {"passed": total - failed - int(suite.get("skipped", 0)), "failed": failed,
+                  "skipped": int(suite.get("skipped", 0))}
+    return proc.returncode, counts
+
+
+def test() -> int:
+    setup()
+    env = {**os.environ, "ORBITEX_BACKEND_PYTHON": str(venv_python(BACKEND_VENV)), "PYTHONUNBUFFERED": "1"}
+    reports = ROOT / "out" / "test-reports"
+    reports.mkdir(parents=True, exist_ok=True)
+    totals = {"passed": 0, "failed": 0, "skipped": 0}
+    worst = 0
+    for python, tests in ((venv_python(BACKEND_VENV), "tests/backend"), (venv_python(BLENDER_VENV), "tests/blender")):
+        code, counts = _pytest(python, tests, reports / f"{Path(tests).name}.xml", env)
+        worst = worst or (code if code not in (0, 5) else 0)
+        if code == 5 or counts["passed"] + counts["failed"] == 0:
+            log(f"{tests}: no tests ran")
+            worst = worst or 1
+        for key in totals:
+            totals[key] += counts[key]
+    print(f"total: {totals['passed']} passed, {totals['failed']} failed, {totals['skipped']} skipped", flush=True)
+    return worst
+
+
+def package() -> Path:
+    setup()
+    from importlib import import_module  # noqa: F401  (package step lives in tests/blender tooling)
+
+    return Path(subprocess.run([str(venv_python(BLENDER_VENV)), str(ROOT / "addon_packaging.py")],
+                               check=True, capture_output=True, text=True, cwd=ROOT).stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str]) -> int:
+    commands = {"setup": setup, "demo": demo, "test": test, "package": package}
+    if len(argv) != 1 or argv[0] not in commands:
+        print(__doc__)
+        return 2
+    result = commands[argv[0]]()
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
