@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -23,6 +24,7 @@ BACKEND_VENV = VENVS / "backend"
 BLENDER_VENV = VENVS / "blender"
 TORCH = "torch==2.13.0"
 BPY = "bpy==4.5.*"
+BLENDER_REQUIREMENTS = [BPY, "pytest"]
 # Shared libraries the bpy wheel loads, plus Mesa's EGL for headless moderngl rendering.
 APT_PACKAGES = ["libxrender1", "libxi6", "libxkbcommon0", "libsm6", "libxxf86vm1", "libxfixes3",
                 "libgl1", "libegl1", "libegl-mesa0", "libgl1-mesa-dri", "libgomp1"]
@@ -93,7 +95,7 @@ def setup() -> None:
     backend_reqs = [line.split("#")[0].strip() for line in (ROOT / "backend/requirements.txt").read_text().splitlines()]
     backend_reqs = [r for r in backend_reqs if r]
     ensure_venv(BACKEND_VENV, ([] if cuda else [TORCH]) + backend_reqs, system_site=cuda)
-    ensure_venv(BLENDER_VENV, [BPY, "pytest"])
+    ensure_venv(BLENDER_VENV, BLENDER_REQUIREMENTS)
     log(f"backend python: {venv_python(BACKEND_VENV)}; Blender-side python (bpy): {venv_python(BLENDER_VENV)}")
 
 
@@ -138,12 +140,28 @@ def test() -> int:
     return worst
 
 
-def package() -> Path:
-    setup()
-    from importlib import import_module  # noqa: F401  (package step lives in tests/blender tooling)
+def blender_extension_tool() -> Path:
+    """Blender's own extension tool (`build`, `validate`), shipped inside the bpy wheel."""
+    found = sorted(BLENDER_VENV.glob("lib/python3*/site-packages/bpy/*/scripts/addons_core/bl_pkg/cli/blender_ext.py"))
+    if not found:
+        raise SystemExit(f"Blender's extension tool (bl_pkg/cli/blender_ext.py) is not in {BLENDER_VENV}; "
+                         "run `python build.py setup`")
+    return found[-1]
 
-    return Path(subprocess.run([str(venv_python(BLENDER_VENV)), str(ROOT / "addon_packaging.py")],
-                               check=True, capture_output=True, text=True, cwd=ROOT).stdout.strip().splitlines()[-1])
+
+def package() -> Path:
+    """dist/orbitex-<version>.zip, built and validated by Blender's extension tool."""
+    python = ensure_venv(BLENDER_VENV, BLENDER_REQUIREMENTS)
+    tool = blender_extension_tool()
+    manifest = (ROOT / "blender_manifest.toml").read_text()
+    fields = dict(re.findall(r'^(id|version)\s*=\s*"([^"]+)"', manifest, re.M))
+    out = ROOT / "dist" / f"{fields['id']}-{fields['version']}.zip"
+    out.parent.mkdir(exist_ok=True)
+    out.unlink(missing_ok=True)
+    run([python, tool, "build", "--source-dir", ROOT, "--output-filepath", out])
+    run([python, tool, "validate", out])
+    log(f"package: {out}")
+    return out
 
 
 def main(argv: list[str]) -> int:

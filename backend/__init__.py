@@ -1,0 +1,3 @@
+"""Orbitex compute backend."""
+
+__version__ = "0.1.0"

@@ -22,6 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .service.server import add_arguments as add_serve_arguments
 
     add_serve_arguments(serve)
+    from .models.cli import add_arguments as add_models_arguments
+
+    add_models_arguments(verbs.add_parser("models", help="list, download and verify model weights"))
     return parser
 
 
@@ -42,12 +45,33 @@ def run_pipeline(name: str, args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["serve"]:  # the service starts without importing any pipeline (they load per job type)
+        from .service.server import add_arguments as add_serve_arguments, serve
+
+        serve_parser = argparse.ArgumentParser(prog="python -m backend serve", description="run the HTTP job service")
+        add_serve_arguments(serve_parser)
+        return serve(serve_parser.parse_args(argv[1:]))
+    if argv[:1] == ["models"]:  # the weights registry needs no pipeline (nor torch)
+        from .models.cli import add_arguments as add_models_arguments, run as run_models
+
+        models_parser = argparse.ArgumentParser(prog="python -m backend models", description="model weights")
+        add_models_arguments(models_parser)
+        try:
+            return run_models(models_parser.parse_args(argv[1:]))
+        except OrbitexError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     args = build_parser().parse_args(argv)
     try:
         if args.verb == "serve":
             from .service.server import serve
 
             return serve(args)
+        if args.verb == "models":
+            from .models.cli import run as run_models
+
+            return run_models(args)
         return run_pipeline(args.verb, args)
     except OrbitexError as exc:
         print(f"error: {exc}", file=sys.stderr)

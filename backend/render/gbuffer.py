@@ -113,8 +113,14 @@ def render_gbuffers(mesh: Mesh, cameras: Sequence[Camera], rasterizer: str | Ras
         raise InputError("all cameras of one render must share an image size")
     raster = get_rasterizer(rasterizer) if isinstance(rasterizer, str) else rasterizer
     views = []
-    for i, cam in enumerate(cameras):
-        tri_id, bary = raster.rasterize(mesh, cam)
-        views.append(interpolate(mesh, cam, tri_id, bary))
-        progress((i + 1) / len(cameras), f"rasterizing ({raster.name})")
+    batch = getattr(raster, "batch_size", 1) if hasattr(raster, "rasterize_batch") else 1
+    for start in range(0, len(cameras), batch):
+        chunk = cameras[start:start + batch]
+        if batch > 1:  # e.g. nvdiffrast: many views per call
+            results = list(zip(*raster.rasterize_batch(mesh, chunk)))  # type: ignore[attr-defined]
+        else:
+            results = [raster.rasterize(mesh, chunk[0])]
+        for cam, (tri_id, bary) in zip(chunk, results):
+            views.append(interpolate(mesh, cam, tri_id, bary))
+        progress((start + len(chunk)) / len(cameras), f"rasterizing ({raster.name})")
     return stack(views)

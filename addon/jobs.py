@@ -1,0 +1,226 @@
+"""Jobs on the Blender side: a record per job and a step function (plain Python, no bpy).
+
+A job moves  new -> (submit) -> queued/running -> (poll ...) -> downloading -> applying -> done,
+or ends failed | cancelled | interrupted with a message. Each `step()` call does one HTTP
+request (or the apply), so a Blender timer can call it without freezing the UI, and tests or
+background scripts can call it in a loop (`run_blocking`). Applying the result is the caller's
+callback: only it touches the scene.
+"""
+from __future__ import annotations
+
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .client import BackendClient, BackendError, BackendUnreachable
+
+ACTIVE_STATES = ("new", "queued", "running", "downloading", "applying")
+END_STATES = ("done", "failed", "cancelled", "interrupted")
+BACKEND_END_STATES = ("failed", "cancelled", "interrupted")
+# Polls in a row that may go unanswered before a job is given up (a remote link may blink).
+MAX_POLL_FAILURES = 5
+
+
+@dataclass
+class Job:
+    type: str                       # job type, as the backend names it ("render-orbit")
+    params: dict[str, Any]          # the spec's params
+    inputs: dict[str, Path]         # role -> file to upload
+    target: str                     # name of the object the result belongs to
+    work_dir: Path                  # where inputs were written and results are downloaded
+    fetch: tuple[str, ...] = ()     # result names to download; empty: all of them
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])  # local id (panel, cancel)
+    backend_id: str | None = None
+    state: str = "new"
+    progress: float = 0.0
+    stage: str = ""
+    message: str = ""
+    results: list[str] = field(default_factory=list)        # names the backend offers
+    result_files: dict[str, str] = field(default_factory=dict)  # name -> file name (for its suffix)
+    downloaded: dict[str, Path] = field(default_factory=dict)
+    poll_failures: int = 0
+    cancel_requested: bool = False
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE_STATES
+
+    def fail(self, message: str, state: str = "failed") -> None:
+        self.state = state
+        self.message = message
+
+
+Apply = Callable[[Job], None]
+
+
+def _take_record(job: Job, record: dict[str, Any]) -> None:
+    job.progress = float(record.get("progress") or 0.0)
+    job.stage = str(record.get("stage") or "")
+    job.message = str(record.get("message") or "")
+    # Results come as names or as {"name", "file", ...} records.
+    job.results, job.result_files = [], {}
+    for result in record.get("results") or []:
+        name = result["name"] if isinstance(result, dict) else str(result)
+        job.results.append(name)
+        file = Path(str(result.get("file") or name)).name if isinstance(result, dict) else name
+        job.result_files[name] = file or name
+
+
+def step(job: Job, client: BackendClient, apply: Apply) -> Job:
+    """Advance `job` by one transition. Never raises for backend or apply errors: they end the job."""
+    if not job.active:
+        return job
+    try:
+        if job.state == "new":
+            if job.cancel_requested:
+                job.fail("cancelled before it was submitted", "cancelled")
+                return job
+            record = client.submit(job.type, job.params, job.inputs)
+            job.backend_id = str(record["id"])
+            _take_record(job, record)
+            job.state = record.get("state", "queued")
+            if job.state == "done":
+                job.state = "downloading"
+            elif job.state in BACKEND_END_STATES:
+                job.message = job.message or f"the backend reports the job {job.state}"
+        elif job.state in ("queued", "running"):
+            try:
+                record = client.job(job.backend_id)
+            except BackendUnreachable as exc:
+                job.poll_failures += 1
+                if job.poll_failures >= MAX_POLL_FAILURES:
+                    job.fail(f"lost contact with the backend: {exc}")
+                return job
+            job.poll_failures = 0
+            _take_record(job, record)
+            state = record.get("state")
+            if state == "done":
+                job.state = "downloading"
+                job.stage = "downloading results"
+            elif state in BACKEND_END_STATES:
+                job.fail(job.message or f"the backend reports the job {state}", state)
+            elif state in ("queued", "running"):
+                job.state = state
+            else:
+                job.fail(f"the backend reports an unknown job state {state!r}")
+        elif job.state == "downloading":
+            if job.cancel_requested:
+                job.fail("cancelled; the result was not applied", "cancelled")
+                return job
+            wanted = job.fetch or tuple(job.results)
+            missing = [name for name in wanted if name not in job.results]
+            if missing:
+                job.fail(f"the backend finished but did not return {', '.join(missing)} "
+                         f"(it returned: {', '.join(job.results) or 'nothing'})")
+                return job
+            for name in wanted:
+                dest = job.work_dir / "results" / job.result_files.get(name, name)
+                job.downloaded[name] = client.download(job.backend_id, name, dest)
+            job.state = "applying"
+            job.stage = "applying result"
+        elif job.state == "applying":
+            if job.cancel_requested:
+                job.fail("cancelled; the result was not applied", "cancelled")
+                return job
+            try:
+                apply(job)
+            except Exception as exc:  # the scene side reports why; the job ends, the timer lives on
+                job.fail(f"could not apply the result to {job.target!r}: {exc}")
+                return job
+            job.state = "done"
+            job.progress = 1.0
+            job.stage = "applied"
+    except BackendError as exc:
+        job.fail(str(exc))
+    except (OSError, KeyError, ValueError, TypeError) as exc:
+        job.fail(f"{type(exc).__name__}: {exc}")
+    return job
+
+
+def request_cancel(job: Job, client: BackendClient) -> None:
+    """Ask for `job` to stop; a running backend job ends as `cancelled` on a later poll."""
+    if not job.active:
+        return
+    job.cancel_requested = True
+    if job.state in ("queued", "running") and job.backend_id is not None:
+        try:
+            client.cancel(job.backend_id)
+            job.message = "cancelling"
+        except BackendError as exc:
+            job.message = f"cancel failed: {exc}"
+    elif job.state == "new":
+        job.fail("cancelled before it was submitted", "cancelled")
+
+
+def run_blocking(job: Job, client: BackendClient, apply: Apply, timeout: float = 3600.0,
+                 interval: float = 0.25, sleep: Callable[[float], None] = time.sleep) -> Job:
+    """Step `job` until it ends (scripts, background mode, tests). On timeout: cancel, then fail."""
+    deadline = time.monotonic() + timeout
+    while job.active:
+        before = job.state
+        step(job, client, apply)
+        if job.state in ("queued", "running") and job.state == before:
+            if time.monotonic() > deadline:
+                request_cancel(job, client)
+                job.fail(f"gave up after {timeout:.0f} s; the backend job {job.backend_id} was asked to cancel")
+                break
+            sleep(interval)
+    return job
+
+
+@dataclass
+class Tracked:
+    job: Job
+    client: BackendClient
+    apply: Apply
+
+
+class JobBoard:
+    """The jobs of this Blender session, in submission order (what the Jobs panel lists)."""
+
+    def __init__(self) -> None:
+        self._entries: list[Tracked] = []
+
+    def add(self, job: Job, client: BackendClient, apply: Apply) -> Job:
+        self._entries.append(Tracked(job, client, apply))
+        return job
+
+    def jobs(self) -> list[Job]:
+        return [e.job for e in self._entries]
+
+    def get(self, job_id: str) -> Tracked | None:
+        return next((e for e in self._entries if e.job.id == job_id), None)
+
+    def any_active(self) -> bool:
+        return any(e.job.active for e in self._entries)
+
+    def step_all(self) -> None:
+        for entry in self._entries:
+            if entry.job.active:
+                step(entry.job, entry.client, entry.apply)
+
+    def cancel(self, job_id: str) -> Job | None:
+        entry = self.get(job_id)
+        if entry is not None:
+            request_cancel(entry.job, entry.client)
+        return entry.job if entry else None
+
+    def clear_finished(self) -> list[Job]:
+        """Forget ended jobs and delete their work folders (applied results live in the .blend)."""
+        gone = [e for e in self._entries if not e.job.active]
+        self._entries = [e for e in self._entries if e.job.active]
+        _remove_dirs(e.job.work_dir for e in gone)
+        return [e.job for e in gone]
+
+    def clear(self) -> None:
+        _remove_dirs(e.job.work_dir for e in self._entries)
+        self._entries = []
+
+
+def _remove_dirs(dirs: Iterable[Path]) -> None:
+    for d in dirs:
+        shutil.rmtree(d, ignore_errors=True)

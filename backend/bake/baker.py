@@ -1,0 +1,246 @@
+"""bake(mesh, views, params, progress) -> BakeResult: TextureOptimizer onto the mesh's own UVs.
+
+Stages: texels of the UV layout -> surface voxels -> per-view depth and visibility -> view
+selection per voxel (mrf | greedy | average, or the `optimize` method) -> colour per texel at its
+exact projection in the chosen view -> seam levelling -> BFS fill of unseen surface -> gutter.
+Works in whatever frame the mesh and the cameras share (no normalization needed).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from ..assets.mesh import Mesh
+from ..errors import InputError
+from ..progress import Progress, no_progress, sub_progress
+from . import selection
+from .colour import texel_average, texel_colours
+from .fill import bfs_fill, gutter_fill
+from .params import BakeParams
+from .seams import blurred, level_offsets, seam_differences
+from .surface import VoxelGraph, build_voxels
+from .uv_atlas import make_uv_map
+from .uv_raster import Texels, texel_samples
+from .visibility import ViewDepth, camera_tensors, rasterize_views, valid_pixels
+
+if TYPE_CHECKING:
+    from ..assets.viewset import ViewSet
+
+_TEXEL_CHUNK = 1 << 20
+
+
+@dataclass
+class BakeResult:
+    texture: np.ndarray  # (T, T, 3) float32 in [0, 1], row 0 = top (v = 1)
+    mesh: Mesh  # the mesh the texture is on: the input, or the input with an xatlas UV map
+    vmapping: np.ndarray | None  # xatlas: new vertex -> input vertex; None when the input's UVs were used
+    report: dict = field(default_factory=dict)
+
+    @property
+    def uvs(self) -> np.ndarray:
+        return self.mesh.uvs  # type: ignore[return-value]
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.seconds[stage] = round(self.seconds.get(stage, 0.0) + now - self._t, 3)
+        self._t = now
+
+
+def check_views(views: "ViewSet") -> None:
+    """The view set a bake can use: images present, one camera per image of the camera's size."""
+    if views.images is None:
+        raise InputError("the view set has no images to bake")
+    n, h, w = views.images.shape[:3]
+    if len(views.cameras) != n:
+        raise InputError(f"the view set has {len(views.cameras)} cameras for {n} images")
+    for i, cam in enumerate(views.cameras):
+        if (cam.width, cam.height) != (w, h):
+            name = views.names[i] if views.names else f"frame {i}"
+            raise InputError(f"{name}: image is {w}x{h} but its camera is {cam.width}x{cam.height}")
+    if views.masks is not None and tuple(views.masks.shape) != (n, h, w):
+        raise InputError(f"the view set's masks are {tuple(views.masks.shape)}, expected {(n, h, w)}")
+
+
+def _frame_name(views: "ViewSet", i: int) -> str:
+    return f"{views.names[i]} (frame {i})" if views.names and i < len(views.names) else f"frame {i}"
+
+
+def bake(mesh: Mesh, views: "ViewSet", params: BakeParams | None = None,
+         progress: Progress = no_progress) -> BakeResult:
+    params = params or BakeParams()
+    timer = _Timer()
+    check_views(views)
+    if params.lock_reference and not 0 <= params.reference_view < len(views.cameras):
+        raise InputError(f"reference_view {params.reference_view} is not a frame of the view set")
+    vmapping = None
+    if mesh.uvs is None:
+        progress(0.0, "making a UV map (xatlas)")
+        atlas = make_uv_map(mesh, params.texture_size)
+        mesh, vmapping = atlas.mesh, atlas.vmapping
+        timer.lap("uv_map")
+    size = params.texture_size
+    texels = texel_samples(mesh, size)
+    if len(texels) == 0:
+        raise InputError("the UV map covers no texel of the texture (UVs outside [0, 1] or all charts degenerate)")
+    timer.lap("uv_raster")
+    progress(0.02, "voxelizing surface")
+    graph, texel_voxel = build_voxels(mesh, texels.position, texels.normal, params.voxel_res)
+    timer.lap("voxels")
+
+    extent = float((mesh.positions.max(0) - mesh.positions.min(0)).max())
+    tolerance = params.depth_tolerance * extent
+    depth, uv_maps = rasterize_views(mesh, views.cameras, params.rasterizer, sub_progress(progress, 0.03, 0.25),
+                                     uv=params.method == "optimize")
+    masks = None if views.masks is None else torch.as_tensor(np.asarray(views.masks, dtype=bool))
+    valid = valid_pixels(depth, masks, params.edge_margin, jump=4 * tolerance)
+    for i in range(len(views.cameras)):
+        if not bool((depth[i] > 0).any()):
+            raise InputError(f"{_frame_name(views, i)}: the camera sees none of the mesh (check its pose)")
+    w2c, intr, eye = camera_tensors(views.cameras)
+    vd = ViewDepth(w2c, intr, eye, depth, valid, tolerance)
+    images = torch.as_tensor(np.asarray(views.images, dtype=np.float32))
+    timer.lap("depth")
+
+    report: dict = {"method": params.method, "texture_size": size, "voxel_res": params.voxel_res,
+                    "voxels": len(graph), "views": len(views.cameras), "covered_texels": len(texels),
+                    "coverage": len(texels) / size**2, "new_uv_map": vmapping is not None}
+    if params.method == "optimize":
+        colour, seen, chosen = _optimize(texels, uv_maps, valid, images, params,  # type: ignore[arg-type]
+                                         sub_progress(progress, 0.25, 0.9))
+        timer.lap("optimize")
+    else:
+        colour, seen, chosen = _select_and_sample(graph, texels, texel_voxel, vd, images, params, report,
+                                                  timer, sub_progress(progress, 0.25, 0.9))
+    if not seen.any():
+        raise InputError("no view sees any of the mesh's surface (all depth tests failed): "
+                         "check that the cameras and the mesh share one coordinate frame")
+    progress(0.9, "filling unseen surface")
+    colour = _fill(graph, texel_voxel, colour, seen)
+    texture = np.zeros((size, size, colour.shape[1]), dtype=np.float32)
+    texture[texels.rows, texels.cols] = colour
+    covered = np.zeros((size, size), dtype=bool)
+    covered[texels.rows, texels.cols] = True
+    texture = np.clip(gutter_fill(texture, covered), 0.0, 1.0)
+    timer.lap("fill")
+    progress(1.0, "baked")
+
+    names = list(views.names) if views.names else [f"frame {i}" for i in range(len(views.cameras))]
+    hist = np.bincount(chosen[chosen >= 0], minlength=len(names)) if chosen is not None else None
+    report.update({
+        "seen_fraction": float(seen.mean()),
+        "unseen_fraction": float(1.0 - seen.mean()),
+        "label_histogram": {names[i]: int(c) for i, c in enumerate(hist) if c} if hist is not None else None,
+        "seconds": timer.seconds,
+        "seconds_total": round(sum(timer.seconds.values()), 3),
+    })
+    return BakeResult(texture, mesh, vmapping, report)
+
+
+def _select_and_sample(graph: VoxelGraph, texels: Texels, texel_voxel: np.ndarray, vd: ViewDepth,
+                       images: torch.Tensor, params: BakeParams, report: dict, timer: _Timer,
+                       progress: Progress) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    conf, vcolour = selection.voxel_observations(graph, vd, images, sub_progress(progress, 0.0, 0.4))
+    candidates = selection.top_k(conf, params.top_k)
+    seen_vox = (candidates[:, 0] >= 0).numpy()
+    if not seen_vox.any():
+        raise InputError("no view sees any of the mesh's surface (all depth tests failed): "
+                         "check that the cameras and the mesh share one coordinate frame")
+    timer.lap("visibility")
+    labels = np.full(len(graph), -1, dtype=np.int64)
+    if params.method in ("mrf", "greedy"):
+        progress(0.4, "selecting views")
+        sites = np.nonzero(seen_vox)[0]
+        unary = selection.unary_costs(conf[sites], candidates[sites])
+        if params.lock_reference:
+            locked = selection.lock_to_reference(unary, conf[sites], params.reference_view, params.lock_angle)
+            report["locked_voxels"] = int(locked.sum())
+        greedy = selection.greedy_labels(unary)
+        labels[sites] = greedy
+        if params.method == "mrf":
+            site_of = np.full(len(graph), -1, dtype=np.int64)
+            site_of[sites] = np.arange(len(sites))
+            e = site_of[graph.edges]
+            e = e[(e >= 0).all(1)]
+            weights = selection.potts_weights(e, vcolour.numpy()[sites], params.mrf_lambda)
+            mrf = selection.mrf_labels(unary, e, weights, greedy, params.mrf_iterations)
+            report["mrf_energy"] = {"greedy": round(selection.mrf_energy(unary, e, weights, greedy), 3),
+                                    "mrf": round(selection.mrf_energy(unary, e, weights, mrf), 3)}
+            labels[sites] = mrf
+        timer.lap("view_selection")
+        # per texel: the voxel's label first, then its other top-K views by confidence
+        ranked = torch.cat([torch.as_tensor(labels)[:, None], candidates], 1)
+        ranked[:, 1:][ranked[:, 1:] == ranked[:, :1]] = -1
+    else:
+        ranked = candidates
+    points = torch.as_tensor(texels.position, dtype=torch.float64)
+    normals = torch.as_tensor(texels.normal, dtype=torch.float64)
+    tv = torch.as_tensor(texel_voxel)
+    colour = torch.zeros((len(texels), images.shape[-1]), dtype=torch.float32)
+    chosen = torch.full((len(texels),), -1, dtype=torch.long)
+    seen = torch.zeros(len(texels), dtype=torch.bool)
+    chunks = list(range(0, len(texels), _TEXEL_CHUNK))
+    for n, start in enumerate(chunks):
+        sl = slice(start, start + _TEXEL_CHUNK)
+        cand = ranked[tv[sl]]
+        if params.method == "average":
+            colour[sl], weight = texel_average(points[sl], normals[sl], cand, images, vd)
+            seen[sl] = weight > 0
+        else:
+            colour[sl], chosen[sl] = texel_colours(points[sl], normals[sl], cand, images, vd)
+            seen[sl] = chosen[sl] >= 0
+        progress(0.5 + 0.3 * (n + 1) / len(chunks), "sampling colours")
+    timer.lap("colour")
+    colour_np, seen_np, chosen_np = colour.numpy(), seen.numpy(), chosen.numpy()
+    if params.method != "average":
+        report["texels_off_voxel_label"] = int(((chosen_np != labels[texel_voxel]) & seen_np).sum())
+    if params.seam_levelling and params.method in ("mrf", "greedy"):
+        progress(0.85, "levelling seams")
+        seam_edges, seam_diff = seam_differences(graph, labels, blurred(images), vd)
+        offsets = level_offsets(graph, labels, seam_edges, seam_diff)
+        same = seen_np & (chosen_np == labels[texel_voxel])
+        colour_np[same] += offsets[texel_voxel[same]]
+        report["seam_edges"] = int(len(seam_edges))
+        report["seam_mean_difference"] = float(np.abs(seam_diff).mean()) if len(seam_diff) else 0.0
+        timer.lap("seam_levelling")
+    return colour_np, seen_np, (chosen_np if params.method != "average" else None)
+
+
+def _optimize(texels: Texels, uv_maps: torch.Tensor, valid: torch.Tensor, images: torch.Tensor,
+              params: BakeParams, progress: Progress) -> tuple[np.ndarray, np.ndarray, None]:
+    from .optimize import optimize_texture, touched_texels
+
+    uv = uv_maps[valid]
+    colour = images[valid]
+    keep = torch.isfinite(uv).all(1)
+    uv, colour = uv[keep], colour[keep]
+    if len(uv) == 0:
+        raise InputError("no view sees any of the mesh's surface: nothing to optimize the texture against")
+    size = texels.size
+    texel_uv = torch.stack([torch.as_tensor((texels.cols + 0.5) / size), torch.as_tensor(1 - (texels.rows + 0.5) / size)],
+                           1).float()
+    out = optimize_texture(uv, colour, size, params.optimize_steps, texel_uv, progress)
+    seen = touched_texels(uv, size).numpy()[texels.rows, texels.cols]
+    return out.numpy(), seen, None
+
+
+def _fill(graph: VoxelGraph, texel_voxel: np.ndarray, colour: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """Unseen texels take their voxel's mean seen colour, or the BFS-nearest seen voxel's."""
+    n = len(graph)
+    count = np.bincount(texel_voxel[seen], minlength=n).astype(np.float64)
+    sums = np.stack([np.bincount(texel_voxel[seen], colour[seen, c], minlength=n) for c in range(colour.shape[1])], 1)
+    vox_seen = count > 0
+    vox_colour = sums / np.maximum(count, 1)[:, None]
+    filled, _ = bfs_fill(graph, vox_seen, vox_colour)
+    out = colour.copy()
+    out[~seen] = filled[texel_voxel[~seen]]
+    return out.astype(np.float32)

@@ -1,0 +1,67 @@
+"""Reading colours from the views: bilinear samples at exact projections, per texel."""
+from __future__ import annotations
+
+import torch
+
+from .visibility import ViewDepth, visibility
+
+
+def sample_bilinear(images: torch.Tensor, view: torch.Tensor, px: torch.Tensor, py: torch.Tensor) -> torch.Tensor:
+    """Colours (M, C) of images (N, H, W, C) at pixel coordinates (px, py) of views `view` (M,)
+    (pixel centres at +0.5; clamped at the image border)."""
+    n, h, w, c = images.shape
+    x = (px - 0.5).clamp(0, w - 1).float()
+    y = (py - 0.5).clamp(0, h - 1).float()
+    x0, y0 = x.floor().long().clamp(max=w - 2 if w > 1 else 0), y.floor().long().clamp(max=h - 2 if h > 1 else 0)
+    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
+    flat = images.reshape(-1, c)
+    base = view.long() * (h * w) + y0 * w + x0
+    x1 = 1 if w > 1 else 0
+    y1 = w if h > 1 else 0
+    top = flat[base] * (1 - fx) + flat[base + x1] * fx
+    bottom = flat[base + y1] * (1 - fx) + flat[base + y1 + x1] * fx
+    return top * (1 - fy) + bottom * fy
+
+
+def texel_colours(points: torch.Tensor, normals: torch.Tensor, candidates: torch.Tensor,
+                  images: torch.Tensor, views: ViewDepth) -> tuple[torch.Tensor, torch.Tensor]:
+    """Colour (M, 3) and chosen view (M,) of each texel from its ranked candidate views (M, K)
+    (-1 = none): the first candidate that sees the texel itself wins (a voxel's label can be
+    occluded at a few of its texels near silhouettes). Texels no candidate sees get view -1."""
+    m = len(points)
+    colour = torch.zeros((m, images.shape[-1]), dtype=torch.float32)
+    chosen = torch.full((m,), -1, dtype=torch.long)
+    todo = torch.arange(m)
+    for rank in range(candidates.shape[1]):
+        view = candidates[todo, rank]
+        has = view >= 0
+        todo, view = todo[has], view[has]
+        if len(todo) == 0:
+            break
+        conf, px, py = visibility(points[todo], normals[todo], views, view)
+        ok = conf > 0
+        done = todo[ok]
+        colour[done] = sample_bilinear(images, view[ok], px[ok], py[ok])
+        chosen[done] = view[ok]
+        todo = todo[~ok]
+    return colour, chosen
+
+
+def texel_average(points: torch.Tensor, normals: torch.Tensor, candidates: torch.Tensor,
+                  images: torch.Tensor, views: ViewDepth) -> tuple[torch.Tensor, torch.Tensor]:
+    """Confidence-weighted average colour (M, 3) over the candidate views (M, K) that see each
+    texel, and the total weight (M,) (0 = unseen)."""
+    m = len(points)
+    total = torch.zeros((m, images.shape[-1]), dtype=torch.float32)
+    weight = torch.zeros(m, dtype=torch.float32)
+    for rank in range(candidates.shape[1]):
+        view = candidates[:, rank]
+        idx = torch.nonzero(view >= 0).squeeze(1)
+        if len(idx) == 0:
+            break
+        conf, px, py = visibility(points[idx], normals[idx], views, view[idx])
+        ok = conf > 0
+        idx, c = idx[ok], conf[ok]
+        total[idx] += c[:, None] * sample_bilinear(images, view[idx], px[ok], py[ok])
+        weight[idx] += c
+    return total / weight.clamp(min=1e-12)[:, None], weight

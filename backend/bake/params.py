@@ -1,0 +1,47 @@
+"""Options of a bake (torch-free: the service's HTTP process imports it for validation)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from ..errors import InputError
+
+METHODS = ("mrf", "greedy", "average", "optimize")
+Method = Literal["mrf", "greedy", "average", "optimize"]
+
+
+@dataclass
+class BakeParams:
+    method: Method = "mrf"  # view selection: MRF (Ink3D), greedy, confidence-weighted average, or optimize
+    texture_size: int = 2048  # texture side in texels
+    voxel_res: int = 256  # surface voxels across the mesh's largest bounding-box side
+    uv_map: str | None = None  # TEXCOORD_n (or n) of a glTF; None = the first UV map
+    top_k: int = 30  # views kept per voxel (by confidence)
+    mrf_lambda: float = 5.0  # Potts weight lambda of lambda / (1 + beta * colour difference)
+    mrf_iterations: int = 1  # alpha-expansion cycles over all labels (-1: until convergence)
+    depth_tolerance: float = 0.01  # visibility depth test, as a fraction of the largest box side
+    edge_margin: int = 2  # pixels near silhouettes / depth jumps count as unseen (misaligned views)
+    lock_reference: bool = False  # voxels seen within `lock_angle` of the reference view take it
+    reference_view: int = 0  # index of the reference view (frame 0 of Ink3D's orbits)
+    lock_angle: float = 60.0  # degrees
+    seam_levelling: bool = True  # global per-label colour offsets that make seams agree
+    optimize_steps: int = 200  # gradient steps of the `optimize` method
+    rasterizer: str = "auto"  # G-buffer rasterizer: auto | moderngl | torch | nvdiffrast
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise InputError(f"unknown bake method {self.method!r}; use one of {', '.join(METHODS)}")
+        if not 16 <= self.texture_size <= 16384:
+            raise InputError(f"texture_size must be between 16 and 16384, not {self.texture_size}")
+        if not 4 <= self.voxel_res <= 4096:
+            raise InputError(f"voxel_res must be between 4 and 4096, not {self.voxel_res}")
+        if self.top_k < 1:
+            raise InputError("top_k must be at least 1")
+        if self.mrf_lambda < 0 or not self.depth_tolerance > 0 or self.edge_margin < 0:
+            raise InputError("mrf_lambda and edge_margin must be >= 0 and depth_tolerance > 0")
+        if self.mrf_iterations == 0 or self.mrf_iterations < -1:
+            raise InputError("mrf_iterations must be -1 (until convergence) or a positive count")
+        if not 0 < self.lock_angle <= 90:
+            raise InputError("lock_angle must be in (0, 90] degrees")
+        if self.optimize_steps < 1:
+            raise InputError("optimize_steps must be at least 1")

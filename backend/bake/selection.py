@@ -1,0 +1,99 @@
+"""View selection per voxel: observations, top-K candidates, unary costs, greedy and MRF labels."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from ..progress import Progress, no_progress
+from .colour import sample_bilinear
+from .surface import VoxelGraph
+from .visibility import ViewDepth, visibility
+
+UNSEEN_COST = 10.0  # unary of a view outside a voxel's top-K (Ink3D)
+LOCKED_COST = 100.0  # unary of every other view at a voxel locked to the reference view
+
+
+def voxel_observations(graph: VoxelGraph, views: ViewDepth, images: torch.Tensor,
+                       progress: Progress = no_progress) -> tuple[torch.Tensor, torch.Tensor]:
+    """Confidence (V, N) float32 of every voxel in every view (0 = unseen) and each voxel's
+    confidence-weighted mean colour (V, 3) over the views that see it (for the Potts contrast)."""
+    centres = torch.as_tensor(graph.centres, dtype=torch.float64)
+    normals = torch.as_tensor(graph.normals, dtype=torch.float64)
+    n = len(views)
+    conf = torch.zeros((len(graph), n), dtype=torch.float32)
+    colour = torch.zeros((len(graph), images.shape[-1]), dtype=torch.float32)
+    for v in range(n):
+        c, px, py = visibility(centres, normals, views, v)
+        idx = torch.nonzero(c > 0).squeeze(1)
+        conf[idx, v] = c[idx]
+        colour[idx] += c[idx, None] * sample_bilinear(images, torch.full_like(idx, v), px[idx], py[idx])
+        progress((v + 1) / n, "visibility")
+    colour /= conf.sum(1, keepdim=True).clamp(min=1e-12)
+    return conf, colour
+
+
+def top_k(conf: torch.Tensor, k: int) -> torch.Tensor:
+    """Candidate views (V, K) by decreasing confidence, -1 past the views that see the voxel."""
+    k = min(k, conf.shape[1])
+    values, idx = torch.topk(conf, k, dim=1)
+    return torch.where(values > 0, idx, torch.full_like(idx, -1))
+
+
+def unary_costs(conf: torch.Tensor, candidates: torch.Tensor) -> np.ndarray:
+    """Ink3D's unary (V, N) float64: 2 - confidence for the top-K views, 10 for the others."""
+    unary = np.full(conf.shape, UNSEEN_COST, dtype=np.float64)
+    rows, ranks = np.nonzero(candidates.numpy() >= 0)
+    views = candidates.numpy()[rows, ranks]
+    unary[rows, views] = 2.0 - conf.numpy()[rows, views]
+    return unary
+
+
+def lock_to_reference(unary: np.ndarray, conf: torch.Tensor, reference: int, angle_deg: float) -> np.ndarray:
+    """Voxels the reference view sees within `angle_deg` keep that view (Ink3D's locking)."""
+    locked = conf[:, reference].numpy() >= math.cos(math.radians(angle_deg))
+    unary[locked] = LOCKED_COST
+    unary[locked, reference] = 0.0
+    return locked
+
+
+def greedy_labels(unary: np.ndarray) -> np.ndarray:
+    return unary.argmin(1).astype(np.int64)
+
+
+def potts_weights(edges: np.ndarray, colour: np.ndarray, lam: float) -> np.ndarray:
+    """Contrast-sensitive Potts weights lambda / (1 + beta |c_i - c_j|), beta = 1 / (2 mean |c_i - c_j|)."""
+    diff = np.linalg.norm(colour[edges[:, 0]] - colour[edges[:, 1]], axis=1)
+    mean = float(diff.mean()) if len(diff) else 0.0
+    beta = 1.0 / (2.0 * mean) if mean > 1e-12 else 0.0
+    return lam / (1.0 + beta * diff)
+
+
+def mrf_energy(unary: np.ndarray, edges: np.ndarray, weights: np.ndarray, labels: np.ndarray) -> float:
+    data = unary[np.arange(len(labels)), labels].sum()
+    return float(data + weights[labels[edges[:, 0]] != labels[edges[:, 1]]].sum())
+
+
+def mrf_labels(unary: np.ndarray, edges: np.ndarray, weights: np.ndarray, init: np.ndarray,
+               iterations: int = 1) -> np.ndarray:
+    """Alpha-expansion (gco-wrapper) from `init` over the labels that some site can use.
+
+    Costs are floats with down_weight_factor=1: gco then scales unary by 1e5 and edge weight x
+    Potts cost by 1e3 x 1e2 into int32 terms, keeping 5 decimals without rescaling our energy.
+    """
+    import gco  # imported here: it patches numpy aliases on import
+
+    usable = np.nonzero((unary < UNSEEN_COST).any(0))[0]
+    if len(usable) <= 1 or len(edges) == 0:
+        return init.copy()
+    remap = np.full(unary.shape[1], -1, dtype=np.int64)
+    remap[usable] = np.arange(len(usable))
+    compact = np.ascontiguousarray(unary[:, usable])
+    start = remap[init]
+    start[start < 0] = compact[start < 0].argmin(1)
+    pairwise = 1.0 - np.eye(len(usable))
+    labels = gco.cut_general_graph(edges.astype(np.int32), weights.astype(np.float64), compact, pairwise,
+                                   n_iter=iterations, algorithm="expansion",
+                                   init_labels=start.astype(np.int32), down_weight_factor=1)
+    return usable[np.asarray(labels, dtype=np.int64)]

@@ -1,0 +1,99 @@
+"""Scan direction: the way the scanner looked (unit vector from the scanner into the scene).
+
+Known viewpoint: the direction from it to the scan's centroid. Oriented normals (facing the
+scanner): minus their mean. Unoriented normals: the axis they agree on most, its sign from the
+capture's visibility (a front bulges towards its scanner: its middle is nearer than its rim).
+A scan whose normals agree on no direction (e.g. a closed object sampled all round) is refused.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import InputError
+from .scan import Scan
+
+MIN_FACING = 0.75  # fraction of the front that must face the estimated scanner
+MIN_RESULTANT = 0.25  # |mean normal|: below it the normals point every which way
+
+
+@dataclass(frozen=True)
+class Direction:
+    vector: np.ndarray  # (3,) unit, from the scanner into the scene
+    source: str  # "given", "viewpoint", "normals", "normal axis + visibility"
+    facing: float  # fraction of points whose normal faces the scanner
+
+
+def parse_direction(text: str) -> np.ndarray:
+    try:
+        values = np.array([float(v) for v in text.split(",")], dtype=np.float64)
+    except ValueError:
+        raise InputError(f"--direction {text!r}: expected three numbers X,Y,Z") from None
+    if values.shape != (3,) or not np.isfinite(values).all() or np.linalg.norm(values) < 1e-9:
+        raise InputError(f"--direction {text!r}: expected a non-zero vector X,Y,Z")
+    return values / np.linalg.norm(values)
+
+
+def estimate_direction(scan: Scan, given: np.ndarray | None = None) -> tuple[Direction, np.ndarray]:
+    """The scan direction and unit normals oriented towards the scanner."""
+    from .front import estimate_normals
+
+    points = scan.points
+    normals = scan.normals if scan.normals is not None else estimate_normals(points)
+    if given is not None:
+        d = np.asarray(given, dtype=np.float64)
+        d = d / np.linalg.norm(d)
+        source = "given"
+    elif scan.viewpoint is not None:
+        d = points.mean(axis=0) - scan.viewpoint
+        d /= np.linalg.norm(d)
+        source = "viewpoint"
+    elif scan.normals is not None and scan.normals_oriented:
+        mean = normals.mean(axis=0)
+        if np.linalg.norm(mean) < MIN_RESULTANT:
+            raise InputError(f"{scan.name}: the scan's normals agree on no direction (|mean normal| = "
+                             f"{np.linalg.norm(mean):.2f}); it does not look like a scan from one side: "
+                             "pass --direction X,Y,Z")
+        d = -mean / np.linalg.norm(mean)
+        source = "normals"
+    else:
+        d = _axis_from_unoriented(scan.name, points, normals)
+        source = "normal axis + visibility"
+    facing = 1.0
+    if scan.normals is not None and scan.normals_oriented:
+        towards = (scan.viewpoint[None] - points) if scan.viewpoint is not None else -d[None]
+        facing = float((np.einsum("ij,ij->i", normals, np.broadcast_to(towards, normals.shape)) > 0).mean())
+        if source == "normals" and facing < MIN_FACING:
+            raise InputError(f"{scan.name}: only {facing:.0%} of the scan faces any one direction; it does not "
+                             "look like a scan from one side: pass --direction X,Y,Z")
+    oriented = _orient_towards(normals, d, scan.viewpoint, points)
+    return Direction(d, source, facing), oriented
+
+
+def _axis_from_unoriented(name: str, points: np.ndarray, normals: np.ndarray) -> np.ndarray:
+    scatter = normals.T @ normals / len(normals)
+    vals, vecs = np.linalg.eigh(scatter)
+    axis = vecs[:, -1]
+    if vals[-1] < 0.5:
+        raise InputError(f"{name}: the scan's normals agree on no direction (strongest axis holds {vals[-1]:.0%} "
+                         "of them); pass --direction X,Y,Z")
+    # visibility: the scanner sees a front bulging towards it, so its middle is nearer than its rim
+    depth = points @ axis
+    lateral = points - np.outer(depth, axis)
+    radial = np.linalg.norm(lateral - lateral.mean(axis=0), axis=1)
+    inner, outer = radial <= np.quantile(radial, 0.3), radial >= np.quantile(radial, 0.8)
+    bulge = np.median(depth[outer]) - np.median(depth[inner])
+    extent = float(np.ptp(depth)) + 1e-12
+    if abs(bulge) < 0.02 * max(extent, float(radial.max())):
+        raise InputError(f"{name}: cannot tell from which side the scan was taken (no normals, flat front); "
+                         "pass --direction X,Y,Z")
+    return axis if bulge > 0 else -axis
+
+
+def _orient_towards(normals: np.ndarray, d: np.ndarray, viewpoint: np.ndarray | None,
+                    points: np.ndarray) -> np.ndarray:
+    """Flip normals so that each faces the scanner (towards the viewpoint, or against d)."""
+    towards = (viewpoint[None] - points) if viewpoint is not None else -d[None]
+    sign = np.where(np.einsum("ij,ij->i", normals, np.broadcast_to(towards, normals.shape)) < 0, -1.0, 1.0)
+    return normals * sign[:, None]

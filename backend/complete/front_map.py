@@ -1,0 +1,157 @@
+"""The front as a depth map seen from the scanner: what the weight-free completion reasons on.
+
+`ViewFrame` maps world points to (a, b, w): image-plane coordinates and depth w along the scan
+direction; perspective (rays from a known viewpoint) or orthographic (parallel rays along d).
+`FrontMap` samples the front on a regular (a, b) grid: front depth, silhouette mask, signed
+lateral distance to the silhouette and the front normal, per grid node.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+from scipy.spatial import cKDTree
+
+from ..errors import InputError
+
+GRID_PAD = 4  # empty nodes around the silhouette
+
+
+@dataclass(frozen=True)
+class ViewFrame:
+    rotation: np.ndarray  # (3, 3) rows e1, e2, d: right-handed, d = scan direction
+    origin: np.ndarray  # (3,) viewpoint (perspective) or a reference point (orthographic)
+    perspective: bool
+
+    @classmethod
+    def create(cls, direction: np.ndarray, origin: np.ndarray, perspective: bool) -> "ViewFrame":
+        d = direction / np.linalg.norm(direction)
+        helper = np.eye(3)[int(np.argmin(np.abs(d)))]
+        e1 = np.cross(helper, d)
+        e1 /= np.linalg.norm(e1)
+        e2 = np.cross(d, e1)
+        return cls(np.stack([e1, e2, d]), np.asarray(origin, dtype=np.float64), perspective)
+
+    @property
+    def direction(self) -> np.ndarray:
+        return self.rotation[2]
+
+    def to_local(self, points: np.ndarray) -> np.ndarray:
+        return (points - self.origin) @ self.rotation.T
+
+    def to_world(self, local: np.ndarray) -> np.ndarray:
+        return local @ self.rotation + self.origin
+
+    def project(self, points: np.ndarray) -> np.ndarray:
+        """World (N, 3) -> (N, 3) of (a, b, w)."""
+        q = self.to_local(points)
+        if self.perspective:
+            w = np.maximum(q[:, 2], 1e-9)
+            return np.stack([q[:, 0] / w, q[:, 1] / w, q[:, 2]], axis=1)
+        return q
+
+    def scale(self, w: np.ndarray | float) -> np.ndarray | float:
+        """World length of one (a, b) unit at depth w."""
+        return np.maximum(w, 1e-9) if self.perspective else np.ones_like(w) if isinstance(w, np.ndarray) else 1.0
+
+    def local_from_abw(self, a: np.ndarray, b: np.ndarray, w: np.ndarray) -> np.ndarray:
+        s = self.scale(w)
+        return np.stack([a * s, b * s, w], axis=-1)
+
+
+@dataclass(frozen=True)
+class FrontMap:
+    view: ViewFrame
+    a0: float  # (a, b) of node (0, 0)
+    b0: float
+    step: float  # node spacing in (a, b) units
+    voxel: float  # world size of one node at the front's median depth
+    depth: np.ndarray  # (nx, ny) front depth w; extrapolated from the nearest silhouette node outside it
+    mask: np.ndarray  # (nx, ny) bool: inside the silhouette
+    lateral: np.ndarray  # (nx, ny) signed distance to the silhouette in (a, b) units, < 0 inside
+    normal: np.ndarray  # (nx, ny, 3) unit front normal (world, facing the scanner)
+    w_median: float
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.mask.shape  # type: ignore[return-value]
+
+    def node_coords(self, ab: np.ndarray) -> np.ndarray:
+        """(a, b) -> fractional node indices."""
+        return np.stack([(ab[..., 0] - self.a0) / self.step, (ab[..., 1] - self.b0) / self.step], axis=-1)
+
+    def sample(self, field: np.ndarray, ab: np.ndarray, order: int = 1) -> np.ndarray:
+        """Bilinear lookup of a node field at (a, b) positions (edge values outside the grid)."""
+        ij = self.node_coords(ab).reshape(-1, 2).T
+        return ndimage.map_coordinates(field, ij, order=order, mode="nearest").reshape(ab.shape[:-1])
+
+    def nearest_node(self, ab: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        ij = np.rint(self.node_coords(ab)).astype(np.int64)
+        inside = (ij[:, 0] >= 0) & (ij[:, 0] < self.shape[0]) & (ij[:, 1] >= 0) & (ij[:, 1] < self.shape[1])
+        return np.clip(ij[:, 0], 0, self.shape[0] - 1), np.clip(ij[:, 1], 0, self.shape[1] - 1), inside
+
+
+def build_front_map(points: np.ndarray, normals: np.ndarray, view: ViewFrame, resolution: int,
+                    name: str = "scan") -> FrontMap:
+    """Sample the front on an (a, b) grid with `resolution` nodes across its larger side."""
+    abw = view.project(points)
+    if view.perspective and (view.to_local(points)[:, 2] <= 0).any():
+        raise InputError(f"{name}: some scan points lie behind the scanner position")
+    w_median = float(np.median(abw[:, 2]))
+    lo, hi = abw[:, :2].min(axis=0), abw[:, :2].max(axis=0)
+    extent = float((hi - lo).max())
+    if extent <= 0:
+        raise InputError(f"{name}: the scan has no extent across the scan direction")
+    step = extent / resolution
+    voxel = float(step * view.scale(w_median))
+    nx, ny = (np.ceil((hi - lo) / step).astype(int) + 2 * GRID_PAD + 1)
+    a0, b0 = lo[0] - GRID_PAD * step, lo[1] - GRID_PAD * step
+    uv = (abw[:, :2] - np.array([a0, b0])) / step  # points in node units
+    tree = cKDTree(uv)
+    gi, gj = np.meshgrid(np.arange(nx), np.arange(ny), indexing="ij")
+    nodes = np.stack([gi.ravel(), gj.ravel()], axis=1).astype(np.float64)
+    sub = uv[:: max(1, len(uv) // 20000)]
+    spacing = float(np.median(tree.query(sub, k=2)[0][:, 1]))
+    k = int(min(12, len(uv)))
+    dist, nn = tree.query(nodes, k=k, workers=-1)
+    dist, nn = dist.reshape(len(nodes), k), nn.reshape(len(nodes), k)
+    near = dist[:, 0].reshape(nx, ny)
+    mask = near <= max(0.75, 1.5 * spacing)
+    mask = ndimage.binary_closing(mask, structure=np.ones((3, 3)), border_value=0) | mask
+    holes, count = ndimage.label(~mask)
+    if count > 1:  # fill pinholes (a few nodes) but keep real holes, e.g. the middle of a ring
+        sizes = ndimage.sum(np.ones_like(holes), holes, index=np.arange(1, count + 1))
+        border = set(np.unique(np.concatenate([holes[0], holes[-1], holes[:, 0], holes[:, -1]])))
+        small = [lab for lab, size in zip(range(1, count + 1), sizes) if size <= 4 and lab not in border]
+        mask |= np.isin(holes, small)
+    depth = _fit_depth(uv, abw[:, 2], nodes, dist, nn, radius=max(1.5, 2.0 * spacing), voxel=voxel).reshape(nx, ny)
+    weights = np.exp(-(dist / max(1.0, spacing)) ** 2)[..., None]
+    normal = (normals[nn] * weights).sum(axis=1)
+    normal /= np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-12)
+    normal = normal.reshape(nx, ny, 3)
+    # outside the silhouette: copy the nearest silhouette node (keeps lookups near the rim sane)
+    _, (ii, jj) = ndimage.distance_transform_edt(~mask, return_indices=True)
+    depth = depth[ii, jj]
+    normal = normal[ii, jj]
+    inside = ndimage.distance_transform_edt(mask)
+    lateral = np.where(mask, -inside, near) * step
+    return FrontMap(view, float(a0), float(b0), float(step), voxel, depth, mask, lateral, normal, w_median)
+
+
+def _fit_depth(uv: np.ndarray, w: np.ndarray, nodes: np.ndarray, dist: np.ndarray, nn: np.ndarray,
+               radius: float, voxel: float) -> np.ndarray:
+    """Depth at each node: weighted plane fit over nearby points; where the neighbourhood straddles
+    a depth jump (large residual) or is too sparse, the nearest point's depth."""
+    offsets = uv[nn] - nodes[:, None, :]
+    within = dist <= radius
+    wt = np.where(within, np.exp(-(dist / radius) ** 2 * 2.0), 0.0)
+    A = np.concatenate([np.ones(offsets.shape[:2] + (1,)), offsets], axis=2)
+    ata = np.einsum("nk,nki,nkj->nij", wt, A, A) + np.diag([1e-9, 1e-3, 1e-3])[None]
+    atb = np.einsum("nk,nki,nk->ni", wt, A, w[nn])
+    coef = np.linalg.solve(ata, atb[..., None])[..., 0]
+    fitted = coef[:, 0]
+    resid = np.sqrt(np.einsum("nk,nk->n", wt, (np.einsum("nki,ni->nk", A, coef) - w[nn]) ** 2)
+                    / np.maximum(wt.sum(axis=1), 1e-12))
+    fallback = (within.sum(axis=1) < 3) | (resid > voxel) | ~np.isfinite(fitted)
+    return np.where(fallback, w[nn[:, 0]], fitted)

@@ -1,0 +1,314 @@
+"""Weight-free back completion: a closed surface behind the scanned front.
+
+What the scan tells for sure: space in front of the front is empty (the scanner saw through it)
+and the object lies inside the silhouette cone seen from the scanner. Inside that region each
+scanner ray enters the object at the front depth z_f and leaves at a back depth z_b to infer:
+
+- rim reflection: where the surface turns away from the scanner (the silhouette rim and the near
+  side of depth jumps) front and back meet; a membrane (Laplace) interpolation of the rim depth
+  gives a mid-surface, and the back mirrors the front through it: z_b = 2 z_rim - z_f. Exact for
+  spheres and ellipsoids seen orthographically, thin for plates, and never thinner than `min_thickness`;
+- symmetry: when a mirror plane has strong support (symmetry.py), the mirrored front gives back
+  depths directly; a screened membrane blends them into the rim-reflection back;
+- the solid {z_f <= w <= z_b, inside the silhouette (, above the ground)} becomes an SDF-like
+  field, and marching cubes gives a watertight mesh whose front lies on the scan.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage, sparse
+from scipy.sparse.linalg import spsolve
+
+from ..errors import InputError
+from ..progress import Progress, no_progress
+from .front_map import FrontMap, ViewFrame, build_front_map
+from .symmetry import SymmetryPlane, detect_symmetry
+
+JUMP_VOXELS = 4.0  # adjacent nodes whose front depths differ by more than this are a depth jump
+
+
+@dataclass(frozen=True)
+class Completion:
+    vertices: np.ndarray  # (V, 3) world
+    faces: np.ndarray  # (F, 3) int64, outward winding
+    front_map: FrontMap
+    back_depth: np.ndarray  # (nx, ny) z_b per node
+    symmetry: SymmetryPlane | None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def voxel(self) -> float:
+        return self.front_map.voxel
+
+
+def make_view(points: np.ndarray, direction: np.ndarray, viewpoint: np.ndarray | None) -> ViewFrame:
+    if viewpoint is not None:
+        return ViewFrame.create(direction, viewpoint, perspective=True)
+    return ViewFrame.create(direction, points.mean(axis=0), perspective=False)
+
+
+def complete_geometric(points: np.ndarray, normals: np.ndarray, direction: np.ndarray,
+                       viewpoint: np.ndarray | None = None, resolution: int = 128,
+                       symmetry: bool = True, min_thickness_voxels: float = 2.5,
+                       ground: np.ndarray | None = None, name: str = "scan",
+                       progress: Progress = no_progress) -> Completion:
+    """Complete one object's front. `ground` (4,): plane n.x + c = 0 with n pointing up/out of the
+    ground; the result is clipped to n.x + c >= 0."""
+    if resolution < 16:
+        raise InputError("resolution must be at least 16")
+    view = make_view(points, direction, viewpoint)
+    fmap = build_front_map(points, normals, view, resolution, name)
+    progress(0.25, "front depth map")
+    notes: list[str] = []
+    if not view.perspective:
+        notes.append("no scanner position known: rays are taken parallel to the scan direction")
+    z_rim = rim_depth(fmap)
+    t_min = min_thickness_voxels * fmap.voxel * _obliquity(fmap)  # a thin wedge must still span voxels
+    thickness = np.maximum(np.maximum(2.0 * (z_rim - fmap.depth), curvature_thickness(fmap)), t_min)
+    thickness = _smooth_inside(thickness, fmap.mask, sigma=1.0)
+    plane = None
+    if symmetry:
+        plane = detect_symmetry(points, normals, fmap)
+        progress(0.5, "symmetry")
+        if plane is not None:
+            thickness = _blend_symmetric(fmap, thickness, points, plane, t_min)
+            notes.append(f"mirrored by a symmetry plane (normal {np.round(plane.normal, 3).tolist()}, "
+                         f"support {plane.support:.0%}, violations {plane.violation:.1%})")
+    back = fmap.depth + thickness
+    progress(0.6, "back surface")
+    vertices, faces, dropped = extract_surface(fmap, back, ground)
+    if dropped:
+        notes.append(f"{dropped} small disconnected piece(s) were removed")
+    vertices = snap_front(vertices, faces, points, normals, view, fmap.voxel)
+    progress(1.0, "surface")
+    return Completion(vertices, faces, fmap, back, plane, tuple(notes))
+
+
+def _obliquity(fmap: FrontMap, limit: float = 4.0) -> np.ndarray:
+    """1 / |cos| of the angle between the front normal and the scanner ray per node (capped):
+    the depth extent a surface-normal thickness takes along the ray."""
+    nx, ny = fmap.shape
+    a = fmap.a0 + fmap.step * np.arange(nx)[:, None] * np.ones((1, ny))
+    b = fmap.b0 + fmap.step * np.arange(ny)[None, :] * np.ones((nx, 1))
+    if fmap.view.perspective:
+        local = np.stack([a, b, np.ones_like(a)], axis=-1)
+    else:
+        local = np.broadcast_to(np.array([0.0, 0.0, 1.0]), (nx, ny, 3))
+    rays = local @ fmap.view.rotation
+    rays = rays / np.linalg.norm(rays, axis=-1, keepdims=True)
+    cos = np.abs(np.einsum("ijk,ijk->ij", rays, fmap.normal))
+    return np.minimum(1.0 / np.maximum(cos, 1e-6), limit)
+
+
+def _node_positions(fmap: FrontMap) -> np.ndarray:
+    nx, ny = fmap.shape
+    a = fmap.a0 + fmap.step * np.arange(nx)[:, None] * np.ones((1, ny))
+    b = fmap.b0 + fmap.step * np.arange(ny)[None, :] * np.ones((nx, 1))
+    return fmap.view.to_world(fmap.view.local_from_abw(a, b, fmap.depth).reshape(-1, 3)).reshape(nx, ny, 3)
+
+
+def curvature_thickness(fmap: FrontMap, radius: int = 3, min_fit: float = 0.5) -> np.ndarray:
+    """Chord length through a locally spherical front: each front point p with normal n lies on a
+    sphere around p - t n with t fitted over its neighbours (dp ~ t dn); the scanner ray through p
+    then crosses it over 2 t |cos(ray, n)|. This is what the rim reflection misses under perspective
+    (a perspective scanner sees less than the half facing it). Zero where the front is flat, concave
+    or not sphere-like (fit quality < min_fit); capped by the silhouette's inscribed radius."""
+    mask = fmap.mask
+    pos = _node_positions(fmap)
+    nrm = np.stack([_smooth_inside(fmap.normal[..., k], mask, 1.0) for k in range(3)], axis=-1)
+    nrm /= np.maximum(np.linalg.norm(nrm, axis=-1, keepdims=True), 1e-12)
+    num = np.zeros(mask.shape)
+    den = np.zeros(mask.shape)
+    dpp = np.zeros(mask.shape)
+    jump = JUMP_VOXELS * fmap.voxel
+    nx, ny = mask.shape
+    for di in range(-radius, radius + 1):
+        for dj in range(-radius, radius + 1):
+            if (di, dj) == (0, 0) or di * di + dj * dj > radius * radius:
+                continue
+            src = (slice(max(0, -di), nx - max(0, di)), slice(max(0, -dj), ny - max(0, dj)))
+            dst = (slice(max(0, di), nx - max(0, -di)), slice(max(0, dj), ny - max(0, -dj)))
+            dp = pos[dst] - pos[src]
+            dn = nrm[dst] - nrm[src]
+            ok = mask[dst] & mask[src] & (np.abs(fmap.depth[dst] - fmap.depth[src]) < jump * max(abs(di), abs(dj)))
+            num[src] += np.where(ok, np.einsum("ijk,ijk->ij", dp, dn), 0.0)
+            den[src] += np.where(ok, np.einsum("ijk,ijk->ij", dn, dn), 0.0)
+            dpp[src] += np.where(ok, np.einsum("ijk,ijk->ij", dp, dp), 0.0)
+    t = num / np.maximum(den, 1e-20)
+    # fit quality: share of the neighbours' offsets explained by the sphere model
+    fit = 1.0 - np.maximum(dpp - 2 * t * num + t * t * den, 0.0) / np.maximum(dpp, 1e-20)
+    inscribed = float(-fmap.lateral.min()) * float(fmap.view.scale(fmap.w_median))
+    t = np.where(mask & (t > 0) & (fit >= min_fit), np.minimum(t, inscribed), 0.0)
+    return 2.0 * t / _obliquity(fmap)
+
+
+def _smooth_inside(field: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian smoothing of a field over the silhouette only (normalized convolution)."""
+    m = mask.astype(np.float64)
+    num = ndimage.gaussian_filter(np.where(mask, field, 0.0), sigma)
+    den = ndimage.gaussian_filter(m, sigma)
+    return np.where(mask, num / np.maximum(den, 1e-12), field)
+
+
+def _grid_edges(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs of 4-adjacent nodes that are both inside `mask` (flat indices)."""
+    idx = np.arange(mask.size).reshape(mask.shape)
+    pairs = []
+    for sl_a, sl_b in (((slice(None, -1), slice(None)), (slice(1, None), slice(None))),
+                       ((slice(None), slice(None, -1)), (slice(None), slice(1, None)))):
+        both = mask[sl_a] & mask[sl_b]
+        pairs.append(np.stack([idx[sl_a][both], idx[sl_b][both]], axis=1))
+    e = np.concatenate(pairs)
+    return e[:, 0], e[:, 1]
+
+
+def _membrane_solve(n: int, edges: tuple[np.ndarray, np.ndarray], edge_weight: float,
+                    diag: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """Minimise sum_edges w (x_i - x_j)^2 + sum_i diag_i x_i^2 - 2 rhs_i x_i."""
+    i, j = edges
+    ones = np.full(len(i), edge_weight)
+    adj = sparse.coo_matrix((np.concatenate([ones, ones]), (np.concatenate([i, j]), np.concatenate([j, i]))),
+                            shape=(n, n)).tocsr()
+    lap = sparse.diags(np.asarray(adj.sum(axis=1)).ravel()) - adj
+    return spsolve((lap + sparse.diags(diag)).tocsc(), rhs)
+
+
+def rim_depth(fmap: FrontMap) -> np.ndarray:
+    """Membrane interpolation of the depth where the front turns away from the scanner (the
+    silhouette border and the near side of depth jumps), over the silhouette."""
+    mask = fmap.mask
+    depth = fmap.depth
+    full = ndimage.binary_erosion(mask, structure=np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]]), border_value=0)
+    border = mask & ~full
+    i, j = _grid_edges(mask)
+    flat = depth.ravel()
+    jump = np.abs(flat[i] - flat[j]) > JUMP_VOXELS * fmap.voxel
+    near_side = np.zeros(mask.size, bool)
+    near_side[np.where(flat[i[jump]] < flat[j[jump]], i[jump], j[jump])] = True
+    dirichlet = (border.ravel() | near_side) & mask.ravel()
+    keep = ~jump
+    # unknowns: silhouette nodes only
+    ids = np.flatnonzero(mask.ravel())
+    local = np.full(mask.size, -1)
+    local[ids] = np.arange(len(ids))
+    diag = np.where(dirichlet[ids], 1e3, 1e-4)
+    rhs = diag * flat[ids]
+    solved = _membrane_solve(len(ids), (local[i[keep]], local[j[keep]]), 1.0, diag, rhs)
+    out = depth.copy().ravel()
+    out[ids] = solved
+    return out.reshape(mask.shape)
+
+
+def _blend_symmetric(fmap: FrontMap, thickness: np.ndarray, points: np.ndarray, plane: SymmetryPlane,
+                     t_min: float) -> np.ndarray:
+    """Replace the prior thickness by the mirrored front's where it lands behind the front, and
+    blend smoothly (screened membrane on the correction) elsewhere."""
+    mirrored = plane.reflect(points)
+    abw = fmap.view.project(mirrored)
+    ii, jj, inside = fmap.nearest_node(abw[:, :2])
+    ok = inside & fmap.mask[ii, jj] & (abw[:, 2] > fmap.depth[ii, jj] + 2.0 * fmap.voxel)
+    target = np.full(fmap.shape, -np.inf)
+    np.maximum.at(target, (ii[ok], jj[ok]), abw[ok, 2])
+    has = np.isfinite(target) & fmap.mask
+    if not has.any():
+        return thickness
+    data = np.where(has, target - fmap.depth - thickness, 0.0)
+    mask = fmap.mask
+    ids = np.flatnonzero(mask.ravel())
+    local = np.full(mask.size, -1)
+    local[ids] = np.arange(len(ids))
+    i, j = _grid_edges(mask)
+    w = np.where(has.ravel()[ids], 1.0, 0.0)
+    correction = _membrane_solve(len(ids), (local[i], local[j]), 1.0, w + 0.01, w * data.ravel()[ids])
+    out = thickness.copy().ravel()
+    out[ids] = np.maximum(out[ids] + correction, t_min)
+    return out.reshape(mask.shape)
+
+
+def solid_field(fmap: FrontMap, back: np.ndarray, local: np.ndarray) -> np.ndarray:
+    """SDF-like field (world units, < 0 inside) of the completed solid at local-frame points (..., 3):
+    the intersection of {w >= z_f}, {w <= z_b} and the silhouette cone."""
+    view = fmap.view
+    w = local[..., 2]
+    scale = view.scale(w)
+    ab = local[..., :2] / (scale[..., None] if view.perspective else 1.0)
+    zf = fmap.sample(fmap.depth, ab)
+    zb = fmap.sample(back, ab)
+    lateral = fmap.sample(fmap.lateral, ab) * scale
+    return np.maximum(np.maximum(zf - w, w - zb), lateral)
+
+
+def extract_surface(fmap: FrontMap, back: np.ndarray, ground: np.ndarray | None = None,
+                    field_fn=None) -> tuple[np.ndarray, np.ndarray, int]:
+    """Marching cubes over the solid's field on a local-frame grid of the front map's voxel size.
+    `field_fn(local) -> values` overrides the field (the guided path combines its own)."""
+    from skimage.measure import marching_cubes
+
+    view, h = fmap.view, fmap.voxel
+    inside = fmap.mask
+    w_lo = float(fmap.depth[inside].min()) - 3 * h
+    w_hi = float(back[inside].max()) + 3 * h
+    ii, jj = np.nonzero(inside)
+    a = fmap.a0 + fmap.step * np.array([ii.min() - 2, ii.max() + 2])
+    b = fmap.b0 + fmap.step * np.array([jj.min() - 2, jj.max() + 2])
+    scales = [view.scale(w_lo), view.scale(w_hi)]
+    x_lo, x_hi = min(a[0] * s for s in scales), max(a[1] * s for s in scales)
+    y_lo, y_hi = min(b[0] * s for s in scales), max(b[1] * s for s in scales)
+    xs = np.arange(x_lo - h, x_hi + 2 * h, h)
+    ys = np.arange(y_lo - h, y_hi + 2 * h, h)
+    zs = np.arange(w_lo, w_hi + h, h)
+    if len(xs) * len(ys) * len(zs) > 40_000_000:
+        raise InputError("the completion volume is too large; lower the resolution")
+    values = np.empty((len(xs), len(ys), len(zs)), dtype=np.float32)
+    grid_y, grid_z = np.meshgrid(ys, zs, indexing="ij")
+    fn = field_fn or (lambda loc: solid_field(fmap, back, loc))
+    for k, x in enumerate(xs):  # slab by slab: bounded memory
+        local = np.stack([np.full_like(grid_y, x), grid_y, grid_z], axis=-1)
+        slab = fn(local)
+        if ground is not None:
+            world = view.to_world(local.reshape(-1, 3))
+            slab = np.maximum(slab, -(world @ ground[:3] + ground[3]).reshape(slab.shape))
+        values[k] = slab
+    values[[0, -1]] = values[:, [0, -1]] = values[:, :, [0, -1]] = h  # closed: outside on the box
+    if values.min() >= 0:
+        raise InputError("the completion is empty (the front is too small for the voxel grid)")
+    verts, faces, _, _ = marching_cubes(values, level=0.0, spacing=(h, h, h), gradient_direction="descent")
+    verts = verts + np.array([xs[0], ys[0], zs[0]])
+    return _clean_components(view.to_world(verts), faces.astype(np.int64))
+
+
+def snap_front(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray, normals: np.ndarray,
+               view: ViewFrame, voxel: float) -> np.ndarray:
+    """Move front-facing vertices (facing the scanner, within 1.5 voxels of the scan) onto the
+    tangent plane of their nearest scan point: marching cubes cuts corners at depth jumps and
+    rims by up to a voxel, the scan itself is the better front."""
+    from scipy.spatial import cKDTree
+
+    from ..assets.mesh import vertex_normals
+
+    vn = vertex_normals(vertices, faces).astype(np.float64)
+    rays = (vertices - view.origin) if view.perspective else np.broadcast_to(view.direction, vertices.shape)
+    facing = np.einsum("ij,ij->i", vn, rays) < 0
+    dist, nn = cKDTree(points).query(vertices, workers=-1)
+    offset = np.einsum("ij,ij->i", vertices - points[nn], normals[nn])
+    lateral = np.sqrt(np.maximum(dist**2 - offset**2, 0.0))
+    move = facing & (dist < 1.5 * voxel) & (lateral < 0.75 * voxel) & (np.einsum("ij,ij->i", vn, normals[nn]) > 0.5)
+    out = vertices.copy()
+    out[move] -= offset[move, None] * normals[nn[move]]
+    return out
+
+
+def _clean_components(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Merge marching-cubes duplicates and drop specks (< 2 % of the largest piece's faces)."""
+    import trimesh
+
+    mesh = trimesh.Trimesh(vertices, faces, process=True)
+    pieces = mesh.split(only_watertight=False)
+    if len(pieces) <= 1:
+        return np.asarray(mesh.vertices), np.asarray(mesh.faces, dtype=np.int64), 0
+    largest = max(len(p.faces) for p in pieces)
+    kept = [p for p in pieces if len(p.faces) >= 0.02 * largest]
+    merged = trimesh.util.concatenate(kept)
+    return np.asarray(merged.vertices), np.asarray(merged.faces, dtype=np.int64), len(pieces) - len(kept)

@@ -1,0 +1,34 @@
+"""Simulated front scans of ground-truth meshes (benchmark and tests): a depth render from one
+camera with the project's rasterizer, turned into a point map, plus depth noise along the rays."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..assets.mesh import Mesh
+from ..render.cameras import Camera, look_at
+
+
+def scan_camera(direction: np.ndarray, distance: float = 2.5, vfov_deg: float = 35.0, size: int = 256,
+                target: np.ndarray | None = None) -> Camera:
+    """A camera `distance` from `target` looking along `direction` (the scan direction)."""
+    d = np.asarray(direction, dtype=np.float64)
+    d /= np.linalg.norm(d)
+    target = np.zeros(3) if target is None else np.asarray(target, dtype=np.float64)
+    up = np.array([0.0, 1.0, 0.0]) if abs(d[1]) < 0.95 else np.array([0.0, 0.0, 1.0])
+    return Camera.from_fov(look_at(target - distance * d, target, up), vfov_deg, size, size)
+
+
+def simulate_point_map(mesh: Mesh, camera: Camera, noise: float = 0.0, seed: int = 0,
+                       rasterizer: str = "auto") -> np.ndarray:
+    """(H, W, 3) float32 point map of what `camera` sees (NaN where it sees nothing), each point
+    moved along its ray by Gaussian noise of std `noise` (world units)."""
+    from ..render.gbuffer import render_gbuffers
+
+    g = render_gbuffers(mesh, [camera], rasterizer=rasterizer)
+    pos = g.position[0].numpy().astype(np.float64)
+    mask = g.mask[0].numpy()
+    if noise > 0:
+        origin, rays = camera.pixel_rays()
+        pos = pos + rays * np.random.default_rng(seed).normal(0.0, noise, size=mask.shape)[..., None]
+    pos[~mask] = np.nan
+    return pos.astype(np.float32)

@@ -1,0 +1,306 @@
+"""texture: a white mesh + one reference image -> the mesh textured on its own UVs (Ink3D).
+
+Stages: check the generator's model (before any work) -> load mesh and reference (subject cut
+out, on black) -> horizontal and vertical orbit G-buffers around the reference view -> generator
+(projection | wan-vace | orbitpainter) -> view set -> bake onto the mesh's UVs -> GLB, texture
+PNG, turntable (PNG strip and MP4), report.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+from ..errors import InputError
+from ..progress import Progress
+
+NAME = "texture"
+INPUTS = {"mesh": "the white mesh (GLB, glTF, OBJ or PLY)",
+          "image": "the reference image of the textured object (PNG/JPEG; alpha used when present)"}
+OPTIONAL_INPUTS = {"camera": "transforms.json whose first frame is the camera the reference image was "
+                             "taken from, in the mesh's own frame (default: frame 0 of the orbit, on +Z)"}
+GENERATOR_NAMES = ("projection", "wan-vace", "orbitpainter")
+TURNTABLE_FRAMES = 48
+TURNTABLE_STRIP = 8
+TURNTABLE_SIZE = 256
+
+
+@dataclass
+class Params:
+    generator: Literal["projection", "wan-vace", "orbitpainter"] = "projection"
+    frames: int = 61  # frames per orbit (horizontal and vertical)
+    size: int = 512  # orbit frame side in pixels
+    seed: int = 0
+    prompt: str = "This is a 3D model"
+    model: str | None = None  # registry name of the generator's model (default: the generator's own)
+    steps: int | None = None  # denoising steps (video generators; default: theirs)
+    guidance: float | None = None  # classifier-free guidance scale (video generators)
+    device: str = "auto"
+    force_cpu: bool = False  # run a large video model on the CPU anyway
+    method: Literal["mrf", "greedy", "average", "optimize"] = "mrf"  # bake view selection
+    texture_size: int = 2048
+    voxel_res: int = 256
+    uv_map: str | None = None
+    rasterizer: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.generator not in GENERATOR_NAMES:
+            raise InputError(f"unknown generator {self.generator!r}; use one of {', '.join(GENERATOR_NAMES)}")
+        if not 1 <= self.frames <= 241:
+            raise InputError(f"frames must be between 1 and 241, not {self.frames}")
+        if not 16 <= self.size <= 2048:
+            raise InputError(f"size must be between 16 and 2048, not {self.size}")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("mesh", help=INPUTS["mesh"])
+    parser.add_argument("image", help=INPUTS["image"])
+    parser.add_argument("--out", required=True, help="OUT.glb (side results in OUT_files/) or a folder")
+    parser.add_argument("--camera", help=OPTIONAL_INPUTS["camera"])
+    parser.add_argument("--generator", choices=GENERATOR_NAMES, help="orbit frame generator (default projection)")
+    parser.add_argument("--frames", type=int, help="frames per orbit (default 61)")
+    parser.add_argument("--size", type=int, help="orbit frame size in pixels (default 512)")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--prompt", help='text prompt of the video generators (default "This is a 3D model")')
+    parser.add_argument("--model", help="weights registry name of the generator's model (see: models list)")
+    parser.add_argument("--steps", type=int, help="denoising steps of the video generators")
+    parser.add_argument("--guidance", type=float, help="guidance scale of the video generators")
+    parser.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--force-cpu", dest="force_cpu", action="store_true", default=None,
+                        help="run a large video model on the CPU anyway (hours)")
+    parser.add_argument("--method", choices=("mrf", "greedy", "average", "optimize"), help="bake view selection")
+    parser.add_argument("--texture-size", dest="texture_size", type=int, help="texture side (default 2048)")
+    parser.add_argument("--voxel-res", dest="voxel_res", type=int, help="bake surface voxels (default 256)")
+    parser.add_argument("--uv-map", dest="uv_map", help="UV map to bake onto (default: the first)")
+    parser.add_argument("--rasterizer", help="auto | moderngl | torch | nvdiffrast")
+
+
+def output_paths(out: Path) -> tuple[Path, Path]:
+    """(GLB path, folder for the other results) per the CLI convention."""
+    if out.suffix.lower() == ".glb":
+        return out, out.with_name(out.stem + "_files")
+    return out / "textured.glb", out
+
+
+def run(inputs: dict[str, Path], params: Params, out_dir: Path, progress: Progress) -> dict[str, Path]:
+    from ..models import generators
+
+    timings: dict[str, float] = {}
+    clock = [time.perf_counter()]
+
+    def lap(stage: str) -> None:
+        now = time.perf_counter()
+        timings[stage] = round(now - clock[0], 3)
+        clock[0] = now
+
+    for role in INPUTS:
+        if role not in inputs:
+            raise InputError(f"texture needs a {role}: {INPUTS[role]}")
+    options = generators.GenerateOptions(prompt=params.prompt, seed=params.seed, steps=params.steps,
+                                         guidance=params.guidance, model=params.model, device=params.device,
+                                         force_cpu=params.force_cpu)
+    # everything that can fail without doing work fails here: weights, memory, frame count
+    progress(0.0, "checking the generator's model")
+    if params.generator != "projection":
+        from ..models.wan_vace import check_shape
+
+        check_shape(params.frames, params.size, params.generator)
+    generators.prepare(params.generator, options, params.frames, params.size)
+    lap("check_model")
+
+    from ..assets.mesh import load_mesh, normalize
+    from ..models.reference import load_reference
+
+    glb_path, side = output_paths(Path(out_dir))
+    mesh = load_mesh(inputs["mesh"])
+    reference = load_reference(inputs["image"])
+    height, width = reference.mask.shape
+    user_camera = read_reference_camera(inputs["camera"], width, height) if inputs.get("camera") else None
+    norm_mesh, norm = normalize(mesh)
+    lap("load")
+
+    from ..progress import sub_progress
+    from ..render.gbuffer import render_gbuffers
+
+    progress(0.02, "orbit G-buffers")
+    ref_camera, frame0 = reference_camera(width, height, norm, user_camera)
+    orbits = orbit_gbuffers(norm_mesh, params.frames, params.size, frame0, params.rasterizer,
+                            sub_progress(progress, 0.02, 0.2))
+    ref_gbuffer = render_gbuffers(norm_mesh, [ref_camera], params.rasterizer)
+    if not bool(ref_gbuffer.mask.any()):
+        raise InputError("the reference camera sees none of the mesh: check --camera (it must be in the mesh's "
+                         "own frame, looking at the mesh)")
+    lap("orbit_gbuffers")
+
+    generator = generators.create(params.generator, options)
+    ref = generators.Reference(reference.rgb, reference.mask, ref_camera, ref_gbuffer)
+    frames = generator.generate(norm_mesh, orbits, ref, options, sub_progress(progress, 0.2, 0.6))
+    for orbit in orbits:
+        if frames[orbit.name].shape != (len(orbit), params.size, params.size, 3):
+            raise RuntimeError(f"generator {params.generator} returned {frames[orbit.name].shape} frames for the "
+                               f"{orbit.name} orbit")
+    lap("generate")
+
+    views = make_viewset(orbits, frames, norm)
+    views_json = write_views(views, side / "views")
+    lap("write_views")
+
+    from ..bake.baker import bake
+    from ..bake.params import BakeParams
+
+    bake_params = BakeParams(method=params.method, texture_size=params.texture_size, voxel_res=params.voxel_res,
+                             uv_map=params.uv_map, rasterizer=params.rasterizer)
+    result = bake(mesh, views, bake_params, sub_progress(progress, 0.6, 0.92))
+    lap("bake")
+
+    progress(0.93, "writing GLB and turntable")
+    from ..assets.glb_write import write_textured_glb
+    from ..assets.images import write_mp4, write_png
+
+    side.mkdir(parents=True, exist_ok=True)
+    glb = write_textured_glb(inputs["mesh"], result, glb_path)
+    texture_png = write_png(side / "texture.png", result.texture)
+    turntable = render_turntable(result.mesh, result.texture, norm, frame0, params.rasterizer)
+    strip = turntable[:: len(turntable) // TURNTABLE_STRIP][:TURNTABLE_STRIP]
+    turntable_png = write_png(side / "turntable.png", strip.transpose(1, 0, 2, 3).reshape(strip.shape[1], -1, 3))
+    turntable_mp4 = write_mp4((turntable * 255 + 0.5).astype("uint8"), side / "turntable.mp4", fps=24)
+    lap("write")
+
+    report = {"generator": params.generator, "params": asdict(params), "seconds": timings,
+              "seconds_total": round(sum(timings.values()), 3), "bake": result.report,
+              "reference_alpha": reference.had_alpha, "generator_calls": _calls(generator)}
+    report_path = side / "report.json"
+    report_path.write_text(json.dumps(report, indent=2, default=str))
+    progress(1.0, "done")
+    return {"glb": glb, "texture": texture_png, "turntable": turntable_png, "turntable_video": turntable_mp4,
+            "views": views_json, "report": report_path}
+
+
+def _calls(generator: object) -> list[dict]:
+    calls = getattr(generator, "calls", [])
+    return [{k: v for k, v in c.items() if not hasattr(v, "shape")} for c in calls]
+
+
+# ----------------------------------------------------------------------------- stages
+
+def read_reference_camera(path: Path, width: int, height: int):  # type: ignore[no-untyped-def]
+    """The first frame's camera of a transforms.json (no images needed), at the reference image's
+    size: its intrinsics are scaled when it names another size of the same aspect ratio; without
+    any focal length it gets the orbit's field of view."""
+    from ..assets.viewset import _camera, _load_transforms  # the view set's own parsing
+    from ..render.cameras import ORBIT_VFOV_DEG, Camera
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such camera file")
+    meta = _load_transforms(path)
+    frames = meta.get("frames") or []
+    if not frames or not isinstance(frames[0], dict):
+        raise InputError(f"{path.name}: no frames: the first frame must be the reference image's camera")
+    frame = dict(frames[0])
+    for key, value in (("w", width), ("h", height)):
+        if key not in frame and key not in meta:
+            frame[key] = value
+    has_focal = any(k in frame or k in meta for k in ("fl_x", "fl_y", "camera_angle_x", "camera_angle_y"))
+    if not has_focal:
+        frame["camera_angle_y"] = math.radians(ORBIT_VFOV_DEG)
+    camera = _camera(meta, frame, "frame 0", None)
+    if abs(camera.width / camera.height - width / height) > 0.02:
+        raise InputError(f"{path.name}: the camera's image is {camera.width}x{camera.height} but the reference "
+                         f"image is {width}x{height}: their aspect ratios differ")
+    return camera.resized(width, height)
+
+
+def reference_camera(width: int, height: int, norm, user_camera=None):  # type: ignore[no-untyped-def]
+    """The reference camera in the normalized frame at the image's size, and the orbit's frame-0
+    pose (None = the default, on +Z)."""
+    import numpy as np
+
+    from ..render.cameras import ORBIT_VFOV_DEG, Camera, reference_c2w
+
+    if user_camera is None:
+        return Camera.from_fov(reference_c2w(), ORBIT_VFOV_DEG, width, height), None
+    c2w = np.array(user_camera.c2w, dtype=np.float64)
+    c2w[:3, :3] /= np.linalg.norm(c2w[:3, :3], axis=0, keepdims=True)  # drop any scale in the matrix
+    c2w[:3, 3] = (c2w[:3, 3] - norm.center) * norm.scale
+    cam = user_camera
+    return Camera(c2w, cam.fx, cam.fy, cam.cx, cam.cy, cam.width, cam.height), c2w
+
+
+def orbit_gbuffers(mesh, frames: int, size: int, frame0, rasterizer: str, progress: Progress):  # type: ignore[no-untyped-def]
+    """Horizontal then vertical orbit with their G-buffers; both share frame 0."""
+    from ..models.generators import Orbit
+    from ..progress import sub_progress
+    from ..render.cameras import orbit
+    from ..render.gbuffer import render_gbuffers
+
+    result = []
+    for k, kind in enumerate(("horizontal", "vertical")):
+        cams = orbit(kind, frames, size, frame0_c2w=frame0)
+        result.append(Orbit(kind, cams, render_gbuffers(mesh, cams, rasterizer,
+                                                        sub_progress(progress, k / 2, (k + 1) / 2))))
+    return result
+
+
+def make_viewset(orbits, frames: dict, norm):  # type: ignore[no-untyped-def]
+    """The generated frames as a view set in the mesh file's frame. The vertical orbit's frame 0
+    repeats the horizontal one's (the shared reference view) and is left out."""
+    import numpy as np
+
+    from ..assets.viewset import ViewSet
+    from ..render.cameras import Camera
+
+    cameras, images, masks, names = [], [], [], []
+    for orbit in orbits:
+        for i, cam in enumerate(orbit.cameras):
+            if orbit.name == "vertical" and i == 0:
+                continue
+            c2w = cam.c2w.copy()
+            c2w[:3, 3] = norm.invert(c2w[None, :3, 3])[0]  # scaling the scene and the camera together
+            cameras.append(Camera(c2w, cam.fx, cam.fy, cam.cx, cam.cy, cam.width, cam.height))
+            images.append(frames[orbit.name][i])
+            masks.append(orbit.gbuffers.mask[i].numpy())
+            names.append(f"{orbit.name[0]}_{i:03d}")
+    return ViewSet(cameras=cameras, images=np.stack(images), masks=np.stack(masks), names=names)
+
+
+def write_views(views, folder: Path) -> Path:  # type: ignore[no-untyped-def]
+    """The generated orbit as a view set folder (the `bake` pipeline takes it as is)."""
+    from ..assets.viewset import write_viewset
+
+    return write_viewset(folder, views.cameras, views.images, views.masks, names=views.names)
+
+
+def render_turntable(mesh, texture, norm, frame0, rasterizer: str):  # type: ignore[no-untyped-def]
+    """Base-colour renders of the textured mesh on a horizontal orbit: (N, S, S, 3) float32."""
+    import numpy as np
+    import torch
+
+    from ..assets.mesh import normalize
+    from ..render.cameras import orbit
+    from ..render.gbuffer import render_gbuffers
+
+    norm_mesh, _ = normalize(mesh)
+    cams = orbit("horizontal", TURNTABLE_FRAMES, TURNTABLE_SIZE, frame0_c2w=frame0)
+    g = render_gbuffers(norm_mesh, cams, rasterizer)
+    return sample_texture(mesh, texture, g.tri_id, g.bary, g.mask)
+
+
+def sample_texture(mesh, texture, tri_id, bary, mask):  # type: ignore[no-untyped-def]
+    """Colour per pixel from the mesh's UVs (OpenGL origin) and its texture (row 0 = top)."""
+    import numpy as np
+    import torch
+
+    uv = torch.as_tensor(mesh.uvs, dtype=torch.float32)
+    faces = torch.as_tensor(mesh.faces, dtype=torch.long)
+    corners = faces[tri_id.clamp(min=0).long()]  # (N, H, W, 3)
+    pix_uv = (uv[corners] * bary[..., None]).sum(-2)  # (N, H, W, 2)
+    grid = torch.stack([pix_uv[..., 0] * 2 - 1, (1 - pix_uv[..., 1]) * 2 - 1], dim=-1)
+    tex = torch.as_tensor(np.ascontiguousarray(texture), dtype=torch.float32).permute(2, 0, 1)[None]
+    out = torch.nn.functional.grid_sample(tex.expand(len(grid), -1, -1, -1), grid, mode="bilinear",
+                                          padding_mode="border", align_corners=False)
+    return (out.permute(0, 2, 3, 1) * mask[..., None]).numpy().astype(np.float32)

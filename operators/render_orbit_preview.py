@@ -1,0 +1,90 @@
+"""orbitex.render_orbit_preview: render the active mesh from an orbit on the backend and bring the
+contact sheet back as an image datablock named after the object."""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import bpy
+from bpy.props import IntProperty
+
+from ..addon import scene_io, session
+from ..addon.client import BackendClient, BackendError
+from ..addon.jobs import Job, run_blocking, step
+
+JOB_TYPE = "render-orbit"
+CONTACT_SHEET = "contact_sheet"  # the pipeline's result name for the contact-sheet PNG
+
+
+def preview_image_name(object_name: str) -> str:
+    return f"{object_name} orbit preview"
+
+
+def apply_contact_sheet(job: Job) -> None:
+    scene_io.load_packed_image(job.downloaded[CONTACT_SHEET], preview_image_name(job.target))
+
+
+class ORBITEX_OT_render_orbit_preview(bpy.types.Operator):
+    bl_idname = "orbitex.render_orbit_preview"
+    bl_label = "Orbit Preview"
+    bl_description = ("Render the active mesh (modifiers applied) from an orbit of cameras on the Orbitex "
+                      "backend and bring the contact sheet back as an image")
+    bl_options = {"REGISTER", "UNDO"}
+
+    frames: IntProperty(name="Frames", default=8, min=1, max=121, description="Views along the orbit")
+    size: IntProperty(name="Size", default=256, min=16, max=2048, subtype="PIXEL",
+                      description="Width and height of each view in pixels")
+
+    @classmethod
+    def poll(cls, context):
+        obj = context.active_object
+        return obj is not None and obj.type == "MESH"
+
+    def _submit(self, context) -> tuple[Job, BackendClient] | None:
+        """Connect, export and submit; on any error report it and leave the scene as it was."""
+        obj = context.active_object
+        try:
+            client = session.connect()
+        except BackendError as exc:
+            self.report({"ERROR"}, f"Orbitex backend unavailable: {exc}")
+            return None
+        work_dir = Path(tempfile.mkdtemp(prefix="orbitex-job-"))
+        try:
+            mesh = scene_io.export_mesh_glb(obj, work_dir / "inputs" / "mesh.glb")
+        except (RuntimeError, ValueError, OSError) as exc:
+            shutil.rmtree(work_dir, ignore_errors=True)
+            self.report({"ERROR"}, f"could not export {obj.name!r}: {exc}")
+            return None
+        job = Job(type=JOB_TYPE, params={"frames": self.frames, "size": self.size}, inputs={"mesh": mesh},
+                  target=obj.name, work_dir=work_dir, fetch=(CONTACT_SHEET,))
+        step(job, client, apply_contact_sheet)
+        if not job.active and job.state != "done":
+            shutil.rmtree(work_dir, ignore_errors=True)
+            self.report({"ERROR"}, f"Orbitex {JOB_TYPE} for {obj.name!r} {job.state}: {job.message}")
+            return None
+        return job, client
+
+    def invoke(self, context, event):
+        """From the UI: submit and return at once; the session timer steps the job."""
+        submitted = self._submit(context)
+        if submitted is None:
+            return {"CANCELLED"}
+        job, client = submitted
+        session.track(job, client, apply_contact_sheet)
+        self.report({"INFO"}, f"Orbitex {JOB_TYPE} job submitted for {job.target!r}")
+        return {"FINISHED"}
+
+    def execute(self, context):
+        """Scripts, background mode, tests: block until the job is done and the image applied."""
+        submitted = self._submit(context)
+        if submitted is None:
+            return {"CANCELLED"}
+        job, client = submitted
+        run_blocking(job, client, apply_contact_sheet)
+        session.track(job, client, apply_contact_sheet)  # listed in the Jobs panel
+        if job.state != "done":
+            self.report({"ERROR"}, f"Orbitex {JOB_TYPE} for {job.target!r} {job.state}: {job.message}")
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Orbitex: image {preview_image_name(job.target)!r} added")
+        return {"FINISHED"}

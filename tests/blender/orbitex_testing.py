@@ -1,0 +1,91 @@
+"""Helpers for the Blender-side tests (bpy wheel, no Blender executable).
+
+The add-on is imported as the package `orbitex` from a temporary folder holding a symlink
+`orbitex` -> repository root, so its relative imports work as they do in an installed extension.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = "orbitex"
+_link_dir: Path | None = None
+
+
+def import_addon() -> ModuleType:
+    """The repository root imported as the package `orbitex` (once per process)."""
+    global _link_dir
+    if _link_dir is None:
+        _link_dir = Path(tempfile.mkdtemp(prefix="orbitex-addon-"))
+        (_link_dir / PACKAGE).symlink_to(ROOT, target_is_directory=True)
+        sys.path.insert(0, str(_link_dir))
+    import importlib
+
+    return importlib.import_module(PACKAGE)
+
+
+def _raise(exc: BaseException) -> None:
+    raise exc
+
+
+@contextlib.contextmanager
+def enabled_addon() -> Iterator[ModuleType]:
+    """Enable the add-on the way Blender does (so its preferences exist); disable it afterwards."""
+    import addon_utils
+
+    import_addon()
+    module = addon_utils.enable(PACKAGE, default_set=True, handle_error=_raise)
+    assert module is not None, "addon_utils.enable returned nothing"
+    try:
+        yield module
+    finally:
+        addon_utils.disable(PACKAGE, default_set=True, handle_error=_raise)
+
+
+def prefs():
+    import bpy
+
+    return bpy.context.preferences.addons[PACKAGE].preferences
+
+
+def backend_python() -> str | None:
+    """The backend interpreter: $ORBITEX_BACKEND_PYTHON (set by build.py test) or the repo's venv."""
+    env = os.environ.get("ORBITEX_BACKEND_PYTHON")
+    if env:
+        return env
+    default = ROOT / ".venv" / "backend" / "bin" / "python"
+    return str(default) if default.exists() else None
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie still answers kill(0); read its state where /proc exists.
+    stat = Path(f"/proc/{pid}/stat")
+    if stat.exists():
+        try:
+            return stat.read_text().split(")")[-1].split()[0] != "Z"
+        except OSError:
+            return False
+    return True
+
+
+def new_mesh_object(name: str, with_subdivision: bool = True):
+    """A monkey (optionally with a Subdivision modifier) linked to the scene, active and selected."""
+    import bpy
+
+    bpy.ops.mesh.primitive_monkey_add(size=1.0)
+    obj = bpy.context.active_object
+    obj.name = name
+    if with_subdivision:
+        mod = obj.modifiers.new("Subdivision", "SUBSURF")
+        mod.levels = 1
+    return obj
