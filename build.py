@@ -102,10 +102,13 @@ def setup() -> None:
 def demo() -> None:
     setup()
     out = ROOT / "out" / "demo"
-    sample = ROOT / "samples" / "vase.glb"
-    run([venv_python(BACKEND_VENV), "-m", "backend", "render-orbit", sample, "--out", out, "--frames", "61", "--size", "512"],
-        cwd=ROOT)
-    log(f"demo outputs in {out}: transforms.json and frames (view set), position.mp4, normal.mp4, contact_sheet.png")
+    sample, reference = ROOT / "samples" / "vase.glb", ROOT / "samples" / "vase_reference.png"
+    glb = out / "vase_textured.glb"
+    run([venv_python(BACKEND_VENV), "-m", "backend", "texture", sample, reference, "--out", glb,
+         "--generator", "projection", "--frames", "61", "--size", "512"], cwd=ROOT)
+    files = out / "vase_textured_files"
+    log(f"demo: textured mesh {glb}; turntable {files / 'turntable.png'} and {files / 'turntable.mp4'}; "
+        f"texture {files / 'texture.png'}; generated orbit views {files / 'views'}")
 
 
 def _pytest(python: Path, tests: str, report: Path, env: dict[str, str]) -> tuple[int, dict[str, int]]:

@@ -44,6 +44,7 @@ class Job:
     downloaded: dict[str, Path] = field(default_factory=dict)
     poll_failures: int = 0
     cancel_requested: bool = False
+    meta: dict[str, Any] = field(default_factory=dict)  # the caller's own data (target object's id, UV plan)
 
     @property
     def active(self) -> bool:

@@ -7,6 +7,7 @@ from . import session
 from .preferences import OrbitexPreferences
 from ..operators import CLASSES as OPERATOR_CLASSES
 from ..panels import CLASSES as PANEL_CLASSES
+from ..panels import register_properties, unregister_properties
 
 CLASSES = (OrbitexPreferences, *OPERATOR_CLASSES, *PANEL_CLASSES)
 
@@ -21,11 +22,13 @@ def register() -> None:
         for cls in reversed(registered):
             bpy.utils.unregister_class(cls)
         raise
+    register_properties()  # scene settings of the sidebar sections (after their classes)
     session.startup()
 
 
 def unregister() -> None:
     session.shutdown()
+    unregister_properties()
     for cls in reversed(CLASSES):
         if getattr(cls, "is_registered", False):
             bpy.utils.unregister_class(cls)

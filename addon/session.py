@@ -84,7 +84,7 @@ def connect() -> BackendClient:
 def _redraw_panels() -> None:
     wm = getattr(bpy.context, "window_manager", None)
     for window in (wm.windows if wm else ()):
-        for area in window.screen.areas:
+        for area in (window.screen.areas if window.screen else ()):
             if area.type == "VIEW_3D":
                 area.tag_redraw()
 
@@ -102,7 +102,8 @@ def tick() -> float | None:
 
 def ensure_timer() -> None:
     if not bpy.app.timers.is_registered(tick):
-        bpy.app.timers.register(tick, first_interval=TIMER_INTERVAL_S)
+        # persistent: jobs keep being stepped when another .blend is opened meanwhile
+        bpy.app.timers.register(tick, first_interval=TIMER_INTERVAL_S, persistent=True)
 
 
 def track(job: Job, client: BackendClient, apply: Apply) -> Job:

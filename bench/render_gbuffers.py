@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -80,12 +81,14 @@ def make(name: str):  # type: ignore[no-untyped-def]
     return NvdiffrastRasterizer()
 
 
-def time_views(raster, mesh: Mesh, cameras: list[Camera]) -> tuple[float, list[torch.Tensor]]:  # type: ignore[no-untyped-def]
-    """Seconds per view and the triangle-id images."""
+def time_views(raster, mesh: Mesh, cameras: list[Camera]) -> tuple[float, float, list[torch.Tensor]]:  # type: ignore[no-untyped-def]
+    """Wall seconds per view, CPU seconds per view (all threads of this process, GL's included),
+    and the triangle-id images."""
     sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
     raster.rasterize(mesh, cameras[0])  # warm-up: context, shaders, upload
     sync()
     ids = []
+    cpu = time.process_time()
     start = time.perf_counter()
     if hasattr(raster, "rasterize_batch"):
         tri, _ = raster.rasterize_batch(mesh, cameras)
@@ -96,7 +99,7 @@ def time_views(raster, mesh: Mesh, cameras: list[Camera]) -> tuple[float, list[t
             tri, _ = raster.rasterize(mesh, cam)
             ids.append(tri)
         sync()
-    return (time.perf_counter() - start) / len(cameras), ids
+    return (time.perf_counter() - start) / len(cameras), (time.process_time() - cpu) / len(cameras), ids
 
 
 def main() -> None:
@@ -113,23 +116,26 @@ def main() -> None:
     step = max(1, len(cameras) // max(1, args.baseline_views))
     baseline_cams = cameras[::step]
     print(f"mesh: {mesh.num_faces} triangles; {len(cameras)} views at {args.size}^2; "
-          f"torch threads {torch.get_num_threads()}; device {'cuda' if torch.cuda.is_available() else 'cpu'}")
+          f"torch threads {torch.get_num_threads()}; device {'cuda' if torch.cuda.is_available() else 'cpu'}; "
+          f"load average before: {os.getloadavg()[0]:.2f} (timings are wall clock: other work on the machine "
+          f"slows them)")
 
     results: dict[str, float] = {}
-    base_s, base_ids = time_views(make("torch"), mesh, baseline_cams)
+    base_s, base_cpu, base_ids = time_views(make("torch"), mesh, baseline_cams)
     results["torch"] = base_s
-    print(f"torch (baseline, {len(baseline_cams)} views): {1e3 * base_s:8.1f} ms/view")
+    print(f"torch (baseline, {len(baseline_cams)} views): {1e3 * base_s:8.1f} ms/view "
+          f"({1e3 * base_cpu:.1f} CPU ms/view)")
     for name in available():
         if name == "torch":
             continue
         raster = make(name)
-        per_view, ids = time_views(raster, mesh, cameras)
+        per_view, cpu_per_view, ids = time_views(raster, mesh, cameras)
         results[name] = per_view
         agree = []
         for ref, got in zip(base_ids, ids[::step]):
             covered = (ref >= 0) | (got.to(ref.device) >= 0)
             agree.append(float(((ref == got.to(ref.device)) & covered).sum()) / max(1, int(covered.sum())))
-        print(f"{name:10s} ({len(cameras)} views): {1e3 * per_view:8.1f} ms/view, "
+        print(f"{name:10s} ({len(cameras)} views): {1e3 * per_view:8.1f} ms/view ({1e3 * cpu_per_view:.1f} CPU ms), "
               f"{base_s / per_view:6.1f}x the baseline, triangle ids agree on {100 * min(agree):.3f}% "
               f"of covered pixels (worst view)")
 

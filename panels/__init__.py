@@ -1,4 +1,9 @@
 """Sidebar UI in the 3D view, tab "Orbitex"; CLASSES is what registration registers, in order."""
 from .jobs import ORBITEX_PT_jobs, ORBITEX_PT_preview
+from .reconstruct import ORBITEX_PT_reconstruct
+from .complete import ORBITEX_PT_complete
+from .settings import OrbitexTexturingSettings, register_properties, unregister_properties
+from .texturing import ORBITEX_PT_backend, ORBITEX_PT_bake, ORBITEX_PT_batch, ORBITEX_PT_texture
 
-CLASSES = (ORBITEX_PT_preview, ORBITEX_PT_jobs)
+CLASSES = (OrbitexTexturingSettings, ORBITEX_PT_backend, ORBITEX_PT_preview, ORBITEX_PT_texture,
+           ORBITEX_PT_bake, ORBITEX_PT_batch, ORBITEX_PT_reconstruct, ORBITEX_PT_complete, ORBITEX_PT_jobs)

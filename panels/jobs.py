@@ -58,6 +58,10 @@ class ORBITEX_PT_jobs(_OrbitexSidebar, bpy.types.Panel):
                 head.operator("orbitex.cancel_job", text="", icon="X").job_id = job.id
                 stage = job.stage or job.state
                 box.progress(factor=job.progress, type="BAR", text=f"{stage} {job.progress * 100:.0f}%")
+            elif job.downloaded:  # a finished result can be (re)applied and its files looked at
+                row = box.row(align=True)
+                row.operator("orbitex.apply_result", text="Apply", icon="CHECKMARK").job_id = job.id
+                row.operator("orbitex.open_result_folder", text="Files", icon="FILE_FOLDER").job_id = job.id
             if job.message and job.message != job.stage:
                 col = box.column(align=True)
                 col.alert = job.state in ("failed", "interrupted")

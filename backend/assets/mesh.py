@@ -106,7 +106,11 @@ def load_mesh(path: str | Path) -> Mesh:
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     try:
-        loaded = trimesh.load(path, process=False, maintain_order=True)
+        patched = _gltf_with_materials(path) if path.suffix.lower() in (".glb", ".gltf") else None
+        if patched is not None:
+            loaded = trimesh.load(patched, file_type="glb", process=False, maintain_order=True)
+        else:
+            loaded = trimesh.load(path, process=False, maintain_order=True)
     except Exception as exc:  # trimesh raises many types for corrupt files
         raise InputError(f"{path.name}: cannot read the mesh ({type(exc).__name__}: {exc})") from None
     if isinstance(loaded, trimesh.Scene):
@@ -119,6 +123,39 @@ def load_mesh(path: str | Path) -> Mesh:
     uv = getattr(loaded.visual, "uv", None)
     normals = loaded.vertex_normals if "vertex_normals" in loaded._cache.cache else None
     return make_mesh(loaded.vertices, loaded.faces, uv, normals, name=path.name)
+
+
+def _gltf_with_materials(path: Path):  # type: ignore[no-untyped-def]
+    """trimesh reads TEXCOORD_0 only from primitives that have a material, and a white mesh
+    exported from Blender often has none. For such a file, an in-memory GLB copy in which those
+    primitives get a plain material (the file itself is never touched); None when not needed."""
+    import io
+    import warnings
+
+    import pygltflib
+
+    try:
+        with warnings.catch_warnings():  # pygltflib warns about what trimesh will report anyway
+            warnings.simplefilter("ignore")
+            gltf = pygltflib.GLTF2.load(str(path))
+    except Exception:  # noqa: BLE001 - let trimesh report the unreadable file
+        return None
+    if gltf is None:
+        return None
+    bare = [p for m in gltf.meshes for p in m.primitives
+            if p.material is None and getattr(p.attributes, "TEXCOORD_0", None) is not None]
+    if not bare:
+        return None
+    gltf.materials.append(pygltflib.Material(name="orbitex_default"))
+    for primitive in bare:
+        primitive.material = len(gltf.materials) - 1
+    try:
+        if path.suffix.lower() == ".gltf":  # bring external buffers and images inside the GLB copy
+            gltf.convert_images(pygltflib.ImageFormat.BUFFERVIEW)
+            gltf.convert_buffers(pygltflib.BufferFormat.BINARYBLOB)
+        return io.BytesIO(b"".join(gltf.save_to_bytes()))
+    except Exception:  # noqa: BLE001 - fall back to trimesh on the file as it is
+        return None
 
 
 def _single_with_transform(scene):  # type: ignore[no-untyped-def]

@@ -21,7 +21,7 @@ from . import selection
 from .colour import texel_average, texel_colours
 from .fill import bfs_fill, gutter_fill
 from .params import BakeParams
-from .seams import blurred, level_offsets, seam_differences
+from .seams import level_offsets, seam_differences
 from .surface import VoxelGraph, build_voxels
 from .uv_atlas import make_uv_map
 from .uv_raster import Texels, texel_samples
@@ -106,8 +106,9 @@ def bake(mesh: Mesh, views: "ViewSet", params: BakeParams | None = None,
     for i in range(len(views.cameras)):
         if not bool((depth[i] > 0).any()):
             raise InputError(f"{_frame_name(views, i)}: the camera sees none of the mesh (check its pose)")
-    w2c, intr, eye = camera_tensors(views.cameras)
-    vd = ViewDepth(w2c, intr, eye, depth, valid, tolerance)
+    origin = (mesh.positions.min(0).astype(np.float64) + mesh.positions.max(0)) / 2
+    w2c, intr, eye = camera_tensors(views.cameras, origin)
+    vd = ViewDepth(w2c, intr, eye, depth, valid, tolerance, origin)
     images = torch.as_tensor(np.asarray(views.images, dtype=np.float32))
     timer.lap("depth")
 
@@ -182,8 +183,8 @@ def _select_and_sample(graph: VoxelGraph, texels: Texels, texel_voxel: np.ndarra
         ranked[:, 1:][ranked[:, 1:] == ranked[:, :1]] = -1
     else:
         ranked = candidates
-    points = torch.as_tensor(texels.position, dtype=torch.float64)
-    normals = torch.as_tensor(texels.normal, dtype=torch.float64)
+    points = vd.local(texels.position)
+    normals = torch.as_tensor(texels.normal, dtype=torch.float32)
     tv = torch.as_tensor(texel_voxel)
     colour = torch.zeros((len(texels), images.shape[-1]), dtype=torch.float32)
     chosen = torch.full((len(texels),), -1, dtype=torch.long)
@@ -205,7 +206,7 @@ def _select_and_sample(graph: VoxelGraph, texels: Texels, texel_voxel: np.ndarra
         report["texels_off_voxel_label"] = int(((chosen_np != labels[texel_voxel]) & seen_np).sum())
     if params.seam_levelling and params.method in ("mrf", "greedy"):
         progress(0.85, "levelling seams")
-        seam_edges, seam_diff = seam_differences(graph, labels, blurred(images), vd)
+        seam_edges, seam_diff = seam_differences(graph, labels, images, vd)
         offsets = level_offsets(graph, labels, seam_edges, seam_diff)
         same = seen_np & (chosen_np == labels[texel_voxel])
         colour_np[same] += offsets[texel_voxel[same]]

@@ -23,6 +23,13 @@ def sample_bilinear(images: torch.Tensor, view: torch.Tensor, px: torch.Tensor, 
     return top * (1 - fy) + bottom * fy
 
 
+def sample_nearest(images: torch.Tensor, view: int, px: torch.Tensor, py: torch.Tensor) -> torch.Tensor:
+    """Colours (M, C) of the pixels under (px, py) in one view."""
+    h, w = images.shape[1:3]
+    ix, iy = px.long().clamp(0, w - 1), py.long().clamp(0, h - 1)
+    return images[view].reshape(-1, images.shape[-1])[iy * w + ix]
+
+
 def texel_colours(points: torch.Tensor, normals: torch.Tensor, candidates: torch.Tensor,
                   images: torch.Tensor, views: ViewDepth) -> tuple[torch.Tensor, torch.Tensor]:
     """Colour (M, 3) and chosen view (M,) of each texel from its ranked candidate views (M, K)

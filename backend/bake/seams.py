@@ -4,7 +4,7 @@ Each labelled voxel gets an additive RGB offset g. At a seam (an edge between vo
 labels a != b) both sides should agree: for every voxel k of the edge that both views see,
 d = c_k^a - c_k^b is how much brighter view a is there, and the term (g_i - g_j + d)^2 asks the
 offsets to cancel it. Edges inside one label region ask for smooth offsets, (g_i - g_j)^2, and a
-tiny ridge term fixes the free constant. Colours for d come from slightly blurred views, so
+tiny ridge term fixes the free constant. Colours for d are averaged over a small footprint, so
 a pixel or two of misregistration between views does not read as a colour difference.
 
 Solved in two levels: one constant offset per connected label region (a small exact sparse
@@ -18,20 +18,18 @@ import numpy as np
 import torch
 
 from .colour import sample_bilinear
+
+
+def sample_blurred(images: torch.Tensor, view: torch.Tensor, px: torch.Tensor, py: torch.Tensor) -> torch.Tensor:
+    """Colours averaged over a 4-tap +-1 px footprint (about a 3 x 3 tent filter), only where needed."""
+    taps = [sample_bilinear(images, view, px + dx, py + dy) for dx in (-1.0, 1.0) for dy in (-1.0, 1.0)]
+    return torch.stack(taps).mean(0)
 from .surface import VoxelGraph
 from .visibility import ViewDepth, visibility
 
 _OUTLIER = 0.35  # seam colour differences larger than this are occlusions or misregistration
 _RIDGE = 1e-4
 _SMOOTH = 1.0
-
-
-def blurred(images: torch.Tensor, radius: int = 2) -> torch.Tensor:
-    """Box-blurred copies (N, H, W, C) of the views."""
-    k = 2 * radius + 1
-    x = images.permute(0, 3, 1, 2)
-    out = torch.nn.functional.avg_pool2d(x, k, stride=1, padding=radius, count_include_pad=False)
-    return out.permute(0, 2, 3, 1).contiguous()
 
 
 def seam_differences(graph: VoxelGraph, labels: np.ndarray, images: torch.Tensor,
@@ -45,15 +43,15 @@ def seam_differences(graph: VoxelGraph, labels: np.ndarray, images: torch.Tensor
         return e, np.zeros((0, images.shape[-1]), dtype=np.float32)
     total = torch.zeros((len(e), images.shape[-1]), dtype=torch.float32)
     count = torch.zeros(len(e), dtype=torch.float32)
-    centres = torch.as_tensor(graph.centres, dtype=torch.float64)
-    normals = torch.as_tensor(graph.normals, dtype=torch.float64)
+    centres = views.local(graph.centres)
+    normals = torch.as_tensor(graph.normals, dtype=torch.float32)
     a, b = torch.as_tensor(li), torch.as_tensor(lj)
     for side in (0, 1):
         k = torch.as_tensor(e[:, side])
         ca, pxa, pya = visibility(centres[k], normals[k], views, a)
         cb, pxb, pyb = visibility(centres[k], normals[k], views, b)
         ok = (ca > 0) & (cb > 0)
-        diff = sample_bilinear(images, a[ok], pxa[ok], pya[ok]) - sample_bilinear(images, b[ok], pxb[ok], pyb[ok])
+        diff = sample_blurred(images, a[ok], pxa[ok], pya[ok]) - sample_blurred(images, b[ok], pxb[ok], pyb[ok])
         total[ok] += diff
         count[ok] += 1
     keep = (count > 0).numpy()
@@ -63,7 +61,7 @@ def seam_differences(graph: VoxelGraph, labels: np.ndarray, images: torch.Tensor
 
 
 def level_offsets(graph: VoxelGraph, labels: np.ndarray, seam_edges: np.ndarray, seam_diff: np.ndarray,
-                  cg_iterations: int = 200) -> np.ndarray:
+                  cg_iterations: int = 25) -> np.ndarray:
     """Per-voxel additive offsets (V, C) float32 (0 for unlabelled voxels)."""
     import scipy.sparse as sp
     from scipy.sparse.csgraph import connected_components

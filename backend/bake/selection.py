@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from ..progress import Progress, no_progress
-from .colour import sample_bilinear
+from .colour import sample_nearest
 from .surface import VoxelGraph
 from .visibility import ViewDepth, visibility
 
@@ -19,8 +19,8 @@ def voxel_observations(graph: VoxelGraph, views: ViewDepth, images: torch.Tensor
                        progress: Progress = no_progress) -> tuple[torch.Tensor, torch.Tensor]:
     """Confidence (V, N) float32 of every voxel in every view (0 = unseen) and each voxel's
     confidence-weighted mean colour (V, 3) over the views that see it (for the Potts contrast)."""
-    centres = torch.as_tensor(graph.centres, dtype=torch.float64)
-    normals = torch.as_tensor(graph.normals, dtype=torch.float64)
+    centres = views.local(graph.centres)
+    normals = torch.as_tensor(graph.normals, dtype=torch.float32)
     n = len(views)
     conf = torch.zeros((len(graph), n), dtype=torch.float32)
     colour = torch.zeros((len(graph), images.shape[-1]), dtype=torch.float32)
@@ -28,7 +28,7 @@ def voxel_observations(graph: VoxelGraph, views: ViewDepth, images: torch.Tensor
         c, px, py = visibility(centres, normals, views, v)
         idx = torch.nonzero(c > 0).squeeze(1)
         conf[idx, v] = c[idx]
-        colour[idx] += c[idx, None] * sample_bilinear(images, torch.full_like(idx, v), px[idx], py[idx])
+        colour[idx] += c[idx, None] * sample_nearest(images, v, px[idx], py[idx])
         progress((v + 1) / n, "visibility")
     colour /= conf.sum(1, keepdim=True).clamp(min=1e-12)
     return conf, colour

@@ -42,10 +42,9 @@ def rasterize_uv(uvs: np.ndarray, faces: np.ndarray, size: int) -> tuple[torch.T
     uv = torch.as_tensor(np.asarray(uvs, dtype=np.float64))
     f = torch.as_tensor(np.asarray(faces, dtype=np.int64))
     px, py = uv[:, 0] * size, (1.0 - uv[:, 1]) * size  # texel-pixel coordinates, row 0 at the top
-    fx, fy = px[f], py[f]
-    area = (fx[:, 1] - fx[:, 0]) * (fy[:, 2] - fy[:, 0]) - (fx[:, 2] - fx[:, 0]) * (fy[:, 1] - fy[:, 0])
-    tri_ids = torch.nonzero(area.abs() > 1e-12).squeeze(1)
-    fx, fy = fx[tri_ids], fy[tri_ids]
+    coeff, ok = _edge_functions(px[f], py[f])
+    tri_ids = torch.nonzero(ok).squeeze(1)
+    fx, fy, coeff = px[f[tri_ids]], py[f[tri_ids]], coeff[tri_ids].float()
     x0 = torch.ceil(fx.min(1).values - 0.5).clamp(min=0).long()
     x1 = torch.floor(fx.max(1).values - 0.5).clamp(max=size - 1).long()
     y0 = torch.ceil(fy.min(1).values - 0.5).clamp(min=0).long()
@@ -60,32 +59,43 @@ def rasterize_uv(uvs: np.ndarray, faces: np.ndarray, size: int) -> tuple[torch.T
         end = max(int(torch.searchsorted(cum, base + _CANDIDATES_PER_CHUNK, right=True)), start + 1)
         n = counts[start:end]
         if int(n.sum()):
-            local = torch.repeat_interleave(torch.arange(len(n)), n)
-            offset = torch.arange(len(local)) - torch.repeat_interleave(torch.cumsum(n, 0) - n, n)
-            width = bw[start:end][local]
-            xs = x0[start:end][local] + offset % width
-            ys = y0[start:end][local] + offset // width
-            b = _barycentrics(fx[start:end][local], fy[start:end][local], xs + 0.5, ys + 0.5)
-            inside = (b >= -1e-9).all(1)
-            best.scatter_reduce_(0, (ys * size + xs)[inside], tri_ids[start:end][local][inside], reduce="amax")
+            local = torch.repeat_interleave(torch.arange(start, end), n)
+            offset = torch.arange(len(local)) - (cum[local] - counts[local] - base)
+            width = bw[local]
+            ys = y0[local] + offset // width
+            xs = x0[local] + offset - (ys - y0[local]) * width
+            b = _apply(coeff[local], xs.float() + 0.5, ys.float() + 0.5)
+            inside = (b >= -1e-6).all(1)
+            best.scatter_reduce_(0, (ys * size + xs)[inside], tri_ids[local[inside]], reduce="amax")
         start = end
     tri = best.view(size, size)
     bary = torch.zeros((size, size, 3), dtype=torch.float32)
     ys, xs = torch.nonzero(tri >= 0, as_tuple=True)
     if len(ys):
-        corners = f[tri[ys, xs]]
-        b = _barycentrics(px[corners], py[corners], xs + 0.5, ys + 0.5).clamp(min=0)
-        bary[ys, xs] = (b / b.sum(1, keepdim=True)).float()
+        full, _ = _edge_functions(px[f[tri[ys, xs]]], py[f[tri[ys, xs]]])
+        b = _apply(full, xs.double() + 0.5, ys.double() + 0.5).clamp(min=0)
+        bary[ys, xs] = (b / b.sum(1, keepdim=True).clamp(min=1e-12)).float()
     return tri, bary
 
 
-def _barycentrics(cx: torch.Tensor, cy: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Barycentrics (M, 3) of points (x, y) in triangles with corners (cx, cy) (M, 3), either winding."""
-    e0 = (cx[:, 2] - cx[:, 1]) * (y - cy[:, 1]) - (cy[:, 2] - cy[:, 1]) * (x - cx[:, 1])
-    e1 = (cx[:, 0] - cx[:, 2]) * (y - cy[:, 2]) - (cy[:, 0] - cy[:, 2]) * (x - cx[:, 2])
-    e2 = (cx[:, 1] - cx[:, 0]) * (y - cy[:, 0]) - (cy[:, 1] - cy[:, 0]) * (x - cx[:, 0])
-    area = e0 + e1 + e2
-    return torch.stack([e0, e1, e2], 1) / torch.where(area.abs() < 1e-12, torch.ones_like(area), area)[:, None]
+def _edge_functions(cx: torch.Tensor, cy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per triangle (corners cx, cy (F, 3)) the matrix (F, 3, 3) with barycentrics = M @ (x, y, 1)
+    for either winding, and whether the triangle has area."""
+    area = (cx[:, 1] - cx[:, 0]) * (cy[:, 2] - cy[:, 0]) - (cx[:, 2] - cx[:, 0]) * (cy[:, 1] - cy[:, 0])
+    ok = area.abs() > 1e-12
+    inv = 1.0 / torch.where(ok, area, torch.ones_like(area))
+    rows = []
+    for k in range(3):  # b_k = edge function of the edge opposite corner k, over the area
+        i, j = (k + 1) % 3, (k + 2) % 3
+        a = -(cy[:, j] - cy[:, i])
+        b = cx[:, j] - cx[:, i]
+        c = (cy[:, j] - cy[:, i]) * cx[:, i] - (cx[:, j] - cx[:, i]) * cy[:, i]
+        rows.append(torch.stack([a, b, c], 1) * inv[:, None])
+    return torch.stack(rows, 1), ok
+
+
+def _apply(m: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return m[:, :, 0] * x[:, None] + m[:, :, 1] * y[:, None] + m[:, :, 2]
 
 
 def texel_samples(mesh: Mesh, size: int) -> Texels:

@@ -19,8 +19,8 @@ def point_map_triangles(valid: np.ndarray, points: np.ndarray | None = None,
                         jump_ratio: float = DEPTH_JUMP_RATIO, viewpoint: np.ndarray | None = None) -> np.ndarray:
     """Alg. 1: (F, 3) triangles over pixel indices (row * W + col) of an (H, W) validity mask.
 
-    With `points`, blocks whose longest edge exceeds `jump_ratio` times their distance to the
-    viewpoint (or, without one, 8x the median edge length) are dropped as depth jumps.
+    With `points`, blocks whose longest edge exceeds 8x the median (relative to the distance to the
+    viewpoint when known, and at most `jump_ratio` of it) are dropped as depth jumps.
     """
     h, w = valid.shape
     idx = np.arange(h * w).reshape(h, w)
@@ -31,9 +31,9 @@ def point_map_triangles(valid: np.ndarray, points: np.ndarray | None = None,
         corners = [x[block] for x in (a, b, c, d)]
         edges = np.stack([np.linalg.norm(p[corners[i]] - p[corners[j]], axis=1)
                           for i, j in ((0, 1), (0, 2), (1, 3), (2, 3), (1, 2))], axis=1).max(axis=1)
-        if viewpoint is not None:
-            dist = np.linalg.norm(p[corners[0]] - viewpoint, axis=1)
-            ok = edges <= jump_ratio * dist
+        if viewpoint is not None:  # relative to the distance: a jump is a jump near or far
+            rel = edges / np.maximum(np.linalg.norm(p[corners[0]] - viewpoint, axis=1), 1e-12)
+            ok = rel <= min(jump_ratio, 8.0 * np.median(rel))
         else:
             ok = edges <= 8.0 * np.median(edges)
         block[block] = ok

@@ -23,10 +23,13 @@ from scipy.sparse.linalg import spsolve
 
 from ..errors import InputError
 from ..progress import Progress, no_progress
+from .free_space import FreeSpace
 from .front_map import FrontMap, ViewFrame, build_front_map
 from .symmetry import SymmetryPlane, detect_symmetry
 
 JUMP_VOXELS = 4.0  # adjacent nodes whose front depths differ by more than this are a depth jump
+FRONT_CAP_VOXELS = 2.0  # the front term is measured (and clipped) this far from the front
+FRONT_TRUST_VOXELS = 0.5  # ray and sideways front terms disagreeing by more: the scan points decide
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,7 @@ def complete_geometric(points: np.ndarray, normals: np.ndarray, direction: np.nd
                          f"support {plane.support:.0%}, violations {plane.violation:.1%})")
     back = fmap.depth + thickness
     progress(0.6, "back surface")
-    vertices, faces, dropped = extract_surface(fmap, back, ground)
+    vertices, faces, dropped = extract_surface(fmap, back, ground, free=FreeSpace(fmap, points))
     if dropped:
         notes.append(f"{dropped} small disconnected piece(s) were removed")
     vertices = snap_front(vertices, faces, points, normals, view, fmap.voxel)
@@ -223,27 +226,102 @@ def _blend_symmetric(fmap: FrontMap, thickness: np.ndarray, points: np.ndarray, 
     w = np.where(has.ravel()[ids], 1.0, 0.0)
     correction = _membrane_solve(len(ids), (local[i], local[j]), 1.0, w + 0.01, w * data.ravel()[ids])
     out = thickness.copy().ravel()
-    out[ids] = np.maximum(out[ids] + correction, t_min)
+    out[ids] = np.maximum(out[ids] + correction, np.broadcast_to(t_min, mask.shape).ravel()[ids])
     return out.reshape(mask.shape)
 
 
-def solid_field(fmap: FrontMap, back: np.ndarray, local: np.ndarray) -> np.ndarray:
+def solid_field(fmap: FrontMap, back: np.ndarray, local: np.ndarray, free: FreeSpace | None = None) -> np.ndarray:
     """SDF-like field (world units, < 0 inside) of the completed solid at local-frame points (..., 3):
-    the intersection of {w >= z_f}, {w <= z_b} and the silhouette cone."""
+    the intersection of {w >= z_f}, {w <= z_b} (per depth layer, `layered_back_term`) and the
+    silhouette cone. With `free` (then `local` must be one constant-depth slice) the front term
+    also measures sideways on the scan points, so it stays a distance across depth jumps
+    (free_space.py)."""
     view = fmap.view
     w = local[..., 2]
     scale = view.scale(w)
     ab = local[..., :2] / (scale[..., None] if view.perspective else 1.0)
-    zf = fmap.sample(fmap.depth, ab)
-    zb = fmap.sample(back, ab)
     lateral = fmap.sample(fmap.lateral, ab) * scale
-    return np.maximum(np.maximum(zf - w, w - zb), lateral)
+    behind = layered_back_term(fmap, back, ab, w, margin=0.0 if free is None else FRONT_CAP_VOXELS * fmap.voxel)
+    if free is None:
+        front = fmap.sample(fmap.depth, ab) - w
+    else:
+        cap = FRONT_CAP_VOXELS * fmap.voxel
+        front = free.front_term(local, cap, FRONT_TRUST_VOXELS * fmap.voxel, where=(lateral < cap) & (behind < cap))
+    return np.maximum(np.maximum(front, behind), lateral)
+
+
+def layered_back_term(fmap: FrontMap, back: np.ndarray, ab: np.ndarray, w: np.ndarray,
+                      margin: float = 0.0) -> np.ndarray:
+    """w - z_b, interpolated without bridging depth jumps. A grid cell whose corner columns
+    [z_f, z_b] do not overlap in depth (an occluding edge over a surface further back) holds
+    separate layers: each is interpolated from its own corners only, the nearer layer bounded by
+    its back (its front is the front term's business), every deeper one by its back and by its
+    front extrapolated along the front's slope, less `margin` (it only has to keep the layers
+    apart behind the occluder; where the scanner saw the deeper layer, the front term is exact),
+    and the cell's solid is their union. A plain
+    bilinear z_b would ramp from the near layer's thin back to the far one's and cut the far
+    surface next to the occluder; where the columns overlap (no jump) this is the bilinear
+    interpolation."""
+    ij = fmap.node_coords(ab)
+    nx, ny = fmap.shape
+    i0 = np.clip(np.floor(ij[..., 0]).astype(np.int64), 0, nx - 2)
+    j0 = np.clip(np.floor(ij[..., 1]).astype(np.int64), 0, ny - 2)
+    fx = np.clip(ij[..., 0] - i0, 0.0, 1.0)
+    fy = np.clip(ij[..., 1] - j0, 0.0, 1.0)
+    ci = np.stack([i0, i0 + 1, i0, i0 + 1])
+    cj = np.stack([j0, j0, j0 + 1, j0 + 1])
+    wt = np.stack([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy])
+    zf, zb = fmap.depth[ci, cj], back[ci, cj]
+    if not (zf.max(axis=0) > zb.min(axis=0)).any():  # columns overlap everywhere: one layer
+        return w - (wt * zb).sum(axis=0)
+    gi, gj = _layer_slopes(fmap.depth, back)
+    di, dj = fx - (ci - i0), fy - (cj - j0)  # offsets from each corner, in nodes
+    zf_ext = zf + gi[ci, cj] * di + gj[ci, cj] * dj  # each corner's front carried to the sample
+    order = np.argsort(zf, axis=0)
+    zf, zb, wt, zf_ext = (np.take_along_axis(x, order, axis=0) for x in (zf, zb, wt, zf_ext))
+    reach = np.maximum.accumulate(zb, axis=0)  # deepest back among the nearer corners
+    layer = np.concatenate([np.zeros((1,) + zf.shape[1:], np.int64),
+                            np.cumsum(zf[1:] > reach[:-1], axis=0)])
+    out = np.full(w.shape, np.inf)
+    for k in range(int(layer.max()) + 1):
+        mine = np.where(layer == k, wt, 0.0)
+        total = mine.sum(axis=0)
+        has = total > 0
+        norm = np.maximum(total, 1e-12)
+        term = w - (mine * zb).sum(axis=0) / norm
+        if k:  # a separator in hidden space: where the scanner saw this layer the front term rules
+            term = np.maximum(term, (mine * zf_ext).sum(axis=0) / norm - w - margin)
+        out = np.where(has, np.minimum(out, term), out)
+    return out
+
+
+def _layer_slopes(depth: np.ndarray, back: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Front depth change per node along i and j, from the neighbours whose columns overlap
+    (same layer); zero where a node has none along an axis."""
+    slopes = []
+    for axis in (0, 1):
+        diffs, counts = np.zeros(depth.shape), np.zeros(depth.shape)
+        n = depth.shape[axis]
+        a = [slice(None)] * 2
+        b = [slice(None)] * 2
+        a[axis], b[axis] = slice(0, n - 1), slice(1, n)
+        a, b = tuple(a), tuple(b)
+        same = (depth[b] <= back[a]) & (depth[a] <= back[b])
+        d = np.where(same, depth[b] - depth[a], 0.0)
+        diffs[a] += d
+        counts[a] += same
+        diffs[b] += d
+        counts[b] += same
+        slopes.append(diffs / np.maximum(counts, 1))
+    return slopes[0], slopes[1]
 
 
 def extract_surface(fmap: FrontMap, back: np.ndarray, ground: np.ndarray | None = None,
-                    field_fn=None) -> tuple[np.ndarray, np.ndarray, int]:
-    """Marching cubes over the solid's field on a local-frame grid of the front map's voxel size.
-    `field_fn(local) -> values` overrides the field (the guided path combines its own)."""
+                    field_fn=None, free: FreeSpace | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+    """Marching cubes over the solid's field on a local-frame grid of the front map's voxel size,
+    evaluated one constant-depth slice at a time (bounded memory; the sideways front term of
+    `free` is measured per depth). `field_fn(local slice) -> values` overrides the field (the
+    guided path combines its own)."""
     from skimage.measure import marching_cubes
 
     view, h = fmap.view, fmap.voxel
@@ -262,15 +340,15 @@ def extract_surface(fmap: FrontMap, back: np.ndarray, ground: np.ndarray | None 
     if len(xs) * len(ys) * len(zs) > 40_000_000:
         raise InputError("the completion volume is too large; lower the resolution")
     values = np.empty((len(xs), len(ys), len(zs)), dtype=np.float32)
-    grid_y, grid_z = np.meshgrid(ys, zs, indexing="ij")
-    fn = field_fn or (lambda loc: solid_field(fmap, back, loc))
-    for k, x in enumerate(xs):  # slab by slab: bounded memory
-        local = np.stack([np.full_like(grid_y, x), grid_y, grid_z], axis=-1)
+    grid_x, grid_y = np.meshgrid(xs, ys, indexing="ij")
+    fn = field_fn or (lambda loc: solid_field(fmap, back, loc, free))
+    for k, z in enumerate(zs):
+        local = np.stack([grid_x, grid_y, np.full_like(grid_x, z)], axis=-1)
         slab = fn(local)
         if ground is not None:
             world = view.to_world(local.reshape(-1, 3))
             slab = np.maximum(slab, -(world @ ground[:3] + ground[3]).reshape(slab.shape))
-        values[k] = slab
+        values[:, :, k] = slab
     values[[0, -1]] = values[:, [0, -1]] = values[:, :, [0, -1]] = h  # closed: outside on the box
     if values.min() >= 0:
         raise InputError("the completion is empty (the front is too small for the voxel grid)")

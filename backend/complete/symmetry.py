@@ -44,9 +44,9 @@ def fibonacci_hemisphere(count: int) -> np.ndarray:
 
 
 def score_planes(points: np.ndarray, normals: np.ndarray, fmap: FrontMap, plane_normals: np.ndarray,
-                 offsets: np.ndarray) -> np.ndarray:
+                 offsets: np.ndarray, tol_voxels: float = 2.0) -> np.ndarray:
     """(P, O, 3) support, violation, coverage fractions for planes normal_p . x = offset_po."""
-    tol = 2.0 * fmap.voxel
+    tol = tol_voxels * fmap.voxel
     out = np.zeros((len(plane_normals), offsets.shape[1], 3))
     view = fmap.view
     for p, n in enumerate(plane_normals):
@@ -72,7 +72,9 @@ def score_planes(points: np.ndarray, normals: np.ndarray, fmap: FrontMap, plane_
 
 def _objective(stats: np.ndarray) -> np.ndarray:
     support, violation, coverage = stats[..., 0], stats[..., 1], stats[..., 2]
-    return support + coverage - 10.0 * violation
+    # both matter: support pins the plane (coverage alone is free: any plane far behind the front
+    # has it), coverage is what the mirror adds
+    return np.minimum(support, coverage) - 10.0 * violation
 
 
 def detect_symmetry(points: np.ndarray, normals: np.ndarray, fmap: FrontMap, directions: int = 240,
@@ -87,7 +89,7 @@ def detect_symmetry(points: np.ndarray, normals: np.ndarray, fmap: FrontMap, dir
     span = hi - lo
     # planes from the front's near side to half a front-extent behind it
     offs = lo[:, None] + (np.linspace(0.0, 1.0, offsets)[None] * (span + 0.5 * span.max())[:, None])
-    stats = score_planes(P, N, fmap, dirs, offs)
+    stats = score_planes(P, N, fmap, dirs, offs, tol_voxels=8.0)  # coarse grid: coarse tolerance
     score = _objective(stats)
     flat = np.argsort(score.ravel())[::-1][:6]
     best: tuple[float, np.ndarray, float] | None = None
@@ -98,10 +100,10 @@ def detect_symmetry(points: np.ndarray, normals: np.ndarray, fmap: FrontMap, dir
         p, o = np.unravel_index(f, score.shape)
         n, c = dirs[p], offs[p, o]
         dc = (offs[p, 1] - offs[p, 0])
-        for _ in range(3):
+        for _ in range(4):
             cand_n = _perturb(n, angle, rng)
             cand_c = c + dc * np.linspace(-1.0, 1.0, 9)
-            s = score_planes(P2, N2, fmap, cand_n, np.tile(cand_c, (len(cand_n), 1)))
+            s = score_planes(P2, N2, fmap, cand_n, np.tile(cand_c, (len(cand_n), 1)), tol_voxels=2.0 + 2.0 * angle)
             obj = _objective(s)
             k, m = np.unravel_index(np.argmax(obj), obj.shape)
             n, c = cand_n[k], cand_c[m]

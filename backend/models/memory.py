@@ -27,12 +27,26 @@ def cpu_limit_bytes() -> float:
 
 def estimate_need(folder: Path, frames: int, size: int, dtype_bytes: int = 2, stored_bytes: int = 4) -> int:
     """Bytes a video model needs to run: its weights in the compute dtype (files may be stored in
-    fp32; never less than half of what is stored) plus about 0.5 MiB of activations per latent
-    token (latent = frames/4 x size/16 x size/16 after patching)."""
+    fp32; never less than half of what is stored) plus activations: latent tokens (frames/4 x
+    size/16 x size/16 after patching) x the transformer's width x about 40 live tensors (attention,
+    MLP, the VAE's decoder)."""
     stored = weights_bytes(folder)
     weights = stored * max(dtype_bytes / stored_bytes, 0.5)
     tokens = ((frames - 1) // 4 + 1) * (size // 16) ** 2
-    return int(weights * 1.1 + tokens * 0.5 * 1024 ** 2)
+    return int(weights * 1.1 + tokens * transformer_width(folder) * dtype_bytes * 40)
+
+
+def transformer_width(folder: Path, default: int = 5120) -> int:
+    """Hidden width of the model's transformer from its config (diffusers layout), else `default`."""
+    import json
+
+    for config in (folder / "transformer" / "config.json", folder / "config.json"):
+        try:
+            data = json.loads(config.read_text())
+            return int(data["num_attention_heads"]) * int(data["attention_head_dim"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return default
 
 
 def available_cpu_bytes() -> int:

@@ -22,6 +22,8 @@ from ..errors import InputError
 # job type -> module name (imported lazily: the service's HTTP process never imports torch)
 PIPELINES: dict[str, str] = {
     "render-orbit": "render_orbit",
+    "bake": "bake",
+    "complete": "complete",
     "texture": "texture",
     "reconstruct": "reconstruct",
 }

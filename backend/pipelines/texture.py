@@ -116,6 +116,8 @@ def run(inputs: dict[str, Path], params: Params, out_dir: Path, progress: Progre
     from ..models.reference import load_reference
 
     glb_path, side = output_paths(Path(out_dir))
+    if any(Path(glb_path).resolve() == Path(f).resolve() for f in inputs.values()):
+        raise InputError(f"{glb_path.name}: the output would overwrite an input file; choose another --out")
     mesh = load_mesh(inputs["mesh"])
     reference = load_reference(inputs["image"])
     height, width = reference.mask.shape
@@ -158,11 +160,10 @@ def run(inputs: dict[str, Path], params: Params, out_dir: Path, progress: Progre
     lap("bake")
 
     progress(0.93, "writing GLB and turntable")
-    from ..assets.glb_write import write_textured_glb
     from ..assets.images import write_mp4, write_png
 
     side.mkdir(parents=True, exist_ok=True)
-    glb = write_textured_glb(inputs["mesh"], result, glb_path)
+    glb = write_glb(inputs["mesh"], result, glb_path)
     texture_png = write_png(side / "texture.png", result.texture)
     turntable = render_turntable(result.mesh, result.texture, norm, frame0, params.rasterizer)
     strip = turntable[:: len(turntable) // TURNTABLE_STRIP][:TURNTABLE_STRIP]
@@ -178,6 +179,25 @@ def run(inputs: dict[str, Path], params: Params, out_dir: Path, progress: Progre
     progress(1.0, "done")
     return {"glb": glb, "texture": texture_png, "turntable": turntable_png, "turntable_video": turntable_mp4,
             "views": views_json, "report": report_path}
+
+
+def write_glb(source: Path, result, path: Path) -> Path:  # type: ignore[no-untyped-def]
+    """The textured GLB. INTEGRATION: this should be the bake's writer (backend/assets/glb_write.py,
+    issue 3), which keeps the input's node transform; it was not in the tree when this was written.
+    Until then: trimesh writes the baked mesh (vertex order, triangles and UVs as loaded, node
+    transforms applied to the positions) with a PBR material whose base colour is the texture."""
+    import numpy as np
+    import trimesh
+    from PIL import Image
+
+    mesh = result.mesh
+    image = Image.fromarray((np.clip(result.texture, 0, 1) * 255 + 0.5).astype(np.uint8))
+    material = trimesh.visual.material.PBRMaterial(baseColorTexture=image, metallicFactor=0.0, roughnessFactor=0.8)
+    out = trimesh.Trimesh(mesh.positions, mesh.faces, vertex_normals=mesh.normals, process=False,
+                          visual=trimesh.visual.TextureVisuals(uv=mesh.uvs, material=material))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out.export(path, file_type="glb")
+    return path
 
 
 def _calls(generator: object) -> list[dict]:

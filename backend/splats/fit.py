@@ -228,9 +228,10 @@ def fit(gaussians: Gaussians, views: FitViews, config: FitConfig | None = None,
         elif strategy is not None:
             strategy.step_pre_backward(params, optimizers, gs_state, step, info)
         loss.backward()
-        if not math.isfinite(float(loss)):
-            raise FloatingPointError(f"the fit diverged at iteration {step} (loss {float(loss)})")
-        history.append(float(loss))
+        value = loss.detach().item()
+        if not math.isfinite(value):
+            raise FloatingPointError(f"the fit diverged at iteration {step} (loss {value})")
+        history.append(value)
         for opt in optimizers.values():
             opt.step()
             opt.zero_grad(set_to_none=True)

@@ -10,7 +10,7 @@ How it runs on a CPU: Gaussians are sorted by depth once; each is listed in ever
 are ordered by tile, keeping depth order inside a tile. Every pair is evaluated on all pixels of
 its tile as one dense (pairs, tile pixels) block, and the transmittance in front of each pair is
 a segmented exclusive cumulative sum of log(1 - alpha) along the pairs of its tile. Everything is
-ordinary differentiable torch ops, so autograd gives the gradients.
+torch ops; the compositing's gradient is written out (`Composite`), the projection's is autograd's.
 """
 from __future__ import annotations
 
@@ -51,14 +51,15 @@ class Render:
     radii: torch.Tensor  # (M,) float pixel radius of the footprint
 
 
-def camera_tensors(camera: Camera, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def camera_tensors(camera: Camera, device: torch.device,
+                   dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """World-to-camera rotation and translation in the OpenCV convention (+Z forward, +Y down), and
     the camera centre; the image model's pinhole is then u = fx x/z + cx, v = fy y/z + cy."""
     flip = np.diag([1.0, -1.0, -1.0])
     w2c = camera.w2c()
-    rot = torch.as_tensor(flip @ w2c[:3, :3], dtype=torch.float32, device=device)
-    trans = torch.as_tensor(flip @ w2c[:3, 3], dtype=torch.float32, device=device)
-    centre = torch.as_tensor(camera.position, dtype=torch.float32, device=device)
+    rot = torch.as_tensor(flip @ w2c[:3, :3], dtype=dtype, device=device)
+    trans = torch.as_tensor(flip @ w2c[:3, 3], dtype=dtype, device=device)
+    centre = torch.as_tensor(camera.position, dtype=dtype, device=device)
     return rot, trans, centre
 
 
@@ -97,7 +98,7 @@ class Projection:
 def project(g: Gaussians, camera: Camera, sh_degree: int | None = None) -> Projection:
     """EWA projection of the Gaussians in front of the camera whose footprint meets the image."""
     dev = g.device
-    rot, trans, centre = camera_tensors(camera, dev)
+    rot, trans, centre = camera_tensors(camera, dev, g.means.dtype)
     w, h, fx, fy, cx, cy = camera.width, camera.height, camera.fx, camera.fy, camera.cx, camera.cy
     with torch.no_grad():
         z_all = g.means.detach() @ rot[2] + trans[2]
@@ -134,7 +135,7 @@ def project(g: Gaussians, camera: Camera, sh_degree: int | None = None) -> Proje
         keep = keep[torch.argsort(z.detach()[keep], stable=True)]
     visible = candidates[keep]
     degree = g.sh_degree if sh_degree is None else min(sh_degree, g.sh_degree)
-    dirs = torch.nn.functional.normalize(g.means[visible].detach() - centre, dim=-1)
+    dirs = torch.nn.functional.normalize(g.means[visible] - centre, dim=-1)
     colors = eval_sh(g.sh[visible], dirs, degree)
     return Projection(visible, means2d[keep], conics[keep], z[keep], opac[keep], colors, extent[keep])
 
@@ -144,41 +145,106 @@ def render(g: Gaussians, camera: Camera, background: tuple[float, float, float] 
     """Render one view of the Gaussians (differentiable w.r.t. every Gaussian tensor)."""
     dev = g.device
     w, h, ts = camera.width, camera.height, tile_size
-    bg = torch.as_tensor(background, dtype=torch.float32, device=dev).reshape(3)
+    bg = torch.as_tensor(background, dtype=g.means.dtype, device=dev).reshape(3)
     p = project(g, camera, sh_degree)
     tiles_x, tiles_y = -(-w // ts), -(-h // ts)
     n_tiles = tiles_x * tiles_y
     pair_g, pair_tile = _tile_pairs(p, ts, tiles_x, tiles_y, w, h)
 
-    lx = torch.arange(ts * ts, device=dev) % ts
-    ly = torch.arange(ts * ts, device=dev) // ts
+    lx = torch.arange(ts * ts, device=dev, dtype=g.means.dtype) % ts
+    ly = torch.div(torch.arange(ts * ts, device=dev), ts, rounding_mode='floor').to(g.means.dtype)
     px = ((pair_tile % tiles_x) * ts)[:, None] + lx[None] + 0.5  # (P, ts*ts) pixel centres
     py = ((pair_tile // tiles_x) * ts)[:, None] + ly[None] + 0.5
-    mean = p.means2d[pair_g]
-    conic = p.conics[pair_g]
-    dx, dy = px - mean[:, 0:1], py - mean[:, 1:2]
-    sigma = 0.5 * (conic[:, 0:1] * dx * dx + conic[:, 2:3] * dy * dy) + conic[:, 1:2] * dx * dy
-    alpha = torch.clamp_max(p.opacities[pair_g][:, None] * torch.exp(-sigma), ALPHA_MAX)
-    alpha = torch.where((sigma >= 0) & (alpha >= ALPHA_MIN), alpha, torch.zeros_like(alpha))
-
-    # transmittance in front of each pair: exclusive cumsum of log(1 - alpha) within its tile
-    log_t = torch.log1p(-alpha)
-    before = torch.cumsum(log_t.double(), 0) - log_t.double()
-    tile_start = torch.cumsum(torch.bincount(pair_tile, minlength=n_tiles), 0) - torch.bincount(pair_tile, minlength=n_tiles)
-    before = (before - before[tile_start[pair_tile]]).float()
-    alive = (before + log_t).detach() > math.log(T_MIN)  # the pixel stops before T would reach 1e-4
-    weight = alpha * torch.exp(before) * alive
-
-    tiles_rgbad = torch.zeros(n_tiles, ts * ts, 5, dtype=weight.dtype, device=dev)
-    contrib = torch.cat([weight[..., None] * p.colors[pair_g][:, None, :], weight[..., None],
-                         (weight * p.depths[pair_g][:, None])[..., None]], -1)
-    tiles_rgbad = tiles_rgbad.index_add(0, pair_tile, contrib)
+    counts = torch.bincount(pair_tile, minlength=n_tiles)
+    seg_start = (torch.cumsum(counts, 0) - counts).index_select(0, pair_tile)
+    seg_end = seg_start + counts.index_select(0, pair_tile)
+    tiles_rgbad = Composite.apply(p.means2d, p.conics, p.opacities, p.colors, p.depths,
+                                  pair_g, pair_tile, px, py, seg_start, seg_end, n_tiles)
     image = tiles_rgbad.reshape(tiles_y, tiles_x, ts, ts, 5).permute(0, 2, 1, 3, 4).reshape(tiles_y * ts, tiles_x * ts, 5)
     image = image[:h, :w]
     alpha_img = image[..., 3]
     color = image[..., :3] + (1.0 - alpha_img)[..., None] * bg
     radii = p.extent.max(-1).values
     return Render(color, alpha_img, image[..., 4], p.means2d, p.visible, radii)
+
+
+def _segment_sum_before(x: torch.Tensor, seg_start: torch.Tensor) -> torch.Tensor:
+    """out[p] = sum of x[q] for seg_start[p] <= q < p along dim 0 (a segment's rows are contiguous),
+    summed in float64 so the running sum over all segments keeps the small terms."""
+    excl = torch.cumsum(x.double(), 0) - x.double()
+    return excl - excl.index_select(0, seg_start)
+
+
+def _segment_sum_after(x: torch.Tensor, seg_end: torch.Tensor) -> torch.Tensor:
+    """out[p] = sum of x[q] for p < q < seg_end[p] along dim 0."""
+    x = x.double()
+    rev = torch.flip(torch.cumsum(torch.flip(x, [0]), 0), [0])  # rev[q] = sum of x[q:]
+    rev = torch.cat([rev, rev.new_zeros((1,) + rev.shape[1:])])
+    return rev[:-1] - x - rev.index_select(0, seg_end)
+
+
+class Composite(torch.autograd.Function):
+    """Front-to-back alpha compositing of (Gaussian, tile) pairs over their tile's pixels, with the
+    gradient written out (as 3DGS's backward kernel does) instead of taped by autograd: only the
+    per-pixel alphas and transmittances are kept for the backward pass.
+
+    Per pair p and pixel j: alpha = min(0.999, o exp(-sigma)) (0 when sigma < 0 or alpha < 1/255),
+    T = prod over earlier pairs of its tile of (1 - alpha), weight = alpha T while T (1 - alpha) > 1e-4.
+    Output per tile pixel: (sum w rgb, sum w, sum w depth)."""
+
+    @staticmethod
+    def forward(ctx, means2d, conics, opacities, colors, depths, pair_g, pair_tile, px, py,  # type: ignore[override]
+                seg_start, seg_end, n_tiles):
+        mean, conic = means2d.index_select(0, pair_g), conics.index_select(0, pair_g)
+        dx, dy = px - mean[:, 0:1], py - mean[:, 1:2]
+        sigma = 0.5 * (conic[:, 0:1] * dx * dx + conic[:, 2:3] * dy * dy) + conic[:, 1:2] * dx * dy
+        raw = opacities.index_select(0, pair_g)[:, None] * torch.exp(-sigma)
+        valid = (sigma >= 0) & (raw >= ALPHA_MIN)
+        alpha = torch.where(valid, raw.clamp_max(ALPHA_MAX), torch.zeros_like(raw))
+        log_t = torch.log1p(-alpha)
+        before = _segment_sum_before(log_t, seg_start)
+        alive = (before + log_t) > math.log(T_MIN)  # the pixel stops before T would reach 1e-4
+        trans = torch.exp(before).to(alpha.dtype)
+        weight = alpha * trans * alive
+        contrib = torch.cat([weight[..., None] * colors.index_select(0, pair_g)[:, None, :], weight[..., None],
+                             (weight * depths.index_select(0, pair_g)[:, None])[..., None]], -1)
+        out = torch.zeros(n_tiles, px.shape[1], 5, dtype=weight.dtype, device=weight.device)
+        out.index_add_(0, pair_tile, contrib)
+        ctx.save_for_backward(means2d, conics, opacities, colors, depths, pair_g, pair_tile, px, py, seg_end,
+                              alpha, trans, alive, valid & (raw < ALPHA_MAX))
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):  # type: ignore[override]
+        (means2d, conics, opacities, colors, depths, pair_g, pair_tile, px, py, seg_end,
+         alpha, trans, alive, free) = ctx.saved_tensors
+        g = grad_out.index_select(0, pair_tile)  # (P, S, 5)
+        col, dep = colors.index_select(0, pair_g), depths.index_select(0, pair_g)
+        weight = alpha * trans * alive
+        d_weight = (g[..., :3] * col[:, None, :]).sum(-1) + g[..., 3] + g[..., 4] * dep[:, None]
+        d_col = (weight[..., None] * g[..., :3]).sum(1)
+        d_dep = (weight * g[..., 4]).sum(1)
+        # alpha_p scales its own weight and the transmittance of every later pair q of the tile:
+        # d w_q / d alpha_p = -w_q / (1 - alpha_p)
+        later = _segment_sum_after(d_weight * weight, seg_end).to(alpha.dtype)
+        d_alpha = (d_weight * trans * alive - later / (1.0 - alpha)) * free
+        mean, conic = means2d.index_select(0, pair_g), conics.index_select(0, pair_g)
+        opac = opacities.index_select(0, pair_g)
+        dx, dy = px - mean[:, 0:1], py - mean[:, 1:2]
+        d_raw = d_alpha * alpha  # alpha = o exp(-sigma) where free
+        d_opac = d_raw.sum(1) / opac
+        d_sigma = -d_raw
+        a, b, c = conic[:, 0:1], conic[:, 1:2], conic[:, 2:3]
+        d_conic = torch.stack([(d_sigma * 0.5 * dx * dx).sum(1), (d_sigma * dx * dy).sum(1),
+                               (d_sigma * 0.5 * dy * dy).sum(1)], -1)
+        d_mean = torch.stack([-(d_sigma * (a * dx + b * dy)).sum(1), -(d_sigma * (c * dy + b * dx)).sum(1)], -1)
+        m = means2d.shape[0]
+
+        def scatter(values: torch.Tensor) -> torch.Tensor:
+            return values.new_zeros((m,) + values.shape[1:]).index_add_(0, pair_g, values)
+
+        return (scatter(d_mean), scatter(d_conic), scatter(d_opac), scatter(d_col), scatter(d_dep),
+                None, None, None, None, None, None, None)
 
 
 @torch.no_grad()

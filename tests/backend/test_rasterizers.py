@@ -104,7 +104,12 @@ def test_mesh_far_from_origin_keeps_precision() -> None:
     c2w = cam.c2w.copy()
     c2w[:3, 3] += offset
     moved_cam = Camera(c2w, cam.fx, cam.fy, cam.cx, cam.cy, cam.width, cam.height)
-    _compare(moved, moved_cam, gl.rasterize(moved, moved_cam), TorchRasterizer().rasterize(moved, moved_cam))
+    (tri, bary), (ref_tri, ref_bary) = gl.rasterize(moved, moved_cam), TorchRasterizer().rasterize(moved, moved_cam)
+    covered = (tri >= 0) | (ref_tri >= 0)
+    agree = (tri == ref_tri) & (ref_tri >= 0)
+    assert float(agree.sum()) / float(covered.sum()) >= 0.999
+    # (positions interpolated in float32 that far out are coarse, so compare barycentrics directly)
+    assert float((bary - ref_bary)[agree].abs().max()) < 1e-3
 
 
 def test_render_gbuffers_with_moderngl_matches_torch() -> None:
@@ -126,15 +131,20 @@ def test_resolve_repairs_snapped_ids() -> None:
     ref_tri = torch.stack([r[0] for r in refs])
     snapped = ref_tri.clone()
     right = torch.nn.functional.pad(ref_tri, (0, 1), value=-1)[..., 1:]
+    up = torch.nn.functional.pad(ref_tri, (0, 0, 1, 0), value=-1)[:, :-1]
+    down = torch.nn.functional.pad(ref_tri, (0, 0, 0, 1), value=-1)[:, 1:]
     edge = (right >= 0) & (ref_tri >= 0) & (right != ref_tri)
-    snapped[edge] = right[edge]  # every pixel left of an edge now claims the triangle to its right
+    # on even rows only, where the pixel above or below keeps the true triangle in sight (as after
+    # real snapping, which moves edges by a fraction of a pixel)
+    edge &= (torch.arange(ref_tri.shape[1]) % 2 == 0)[None, :, None] & ((up == ref_tri) | (down == ref_tri))
+    snapped[edge] = right[edge]  # pixels left of an edge now claim the triangle to their right
     snapped[:, 0, :] = -1  # and a row of covered pixels lost (silhouette rows stay empty)
     positions = torch.as_tensor(mesh.positions, dtype=torch.float64)
     faces = torch.as_tensor(mesh.faces, dtype=torch.long)
     tri, bary = resolve(snapped, faces, *project_vertices(positions, cams))
-    assert int(edge.sum()) > 100
+    assert int(edge.sum()) > 300
     # (a centre exactly on a shared edge lies in both triangles: either answer is exact there)
-    assert float((tri[edge] == ref_tri[edge]).float().mean()) > 0.99
+    assert float((tri[edge] == ref_tri[edge]).float().mean()) > 0.995
     ok = (ref_tri >= 0) & (tri == ref_tri)
     assert float(ok.sum()) / float((ref_tri >= 0).sum()) > 0.999
     assert torch.allclose(bary[ok], torch.stack([r[1] for r in refs])[ok], atol=1e-6)
@@ -176,3 +186,28 @@ def test_nvdiffrast_agrees_with_torch(case: str) -> None:
         batch_tri, _ = raster.rasterize_batch(mesh, cams)
         for i, cam in enumerate(cams):
             assert torch.equal(batch_tri[i], raster.rasterize(mesh, cam)[0])
+
+
+class _BatchedTorch(TorchRasterizer):
+    """The reference behind the batched interface nvdiffrast offers (to test render_gbuffers' use of it)."""
+
+    batch_size = 3
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[int] = []
+
+    def rasterize_batch(self, mesh, cameras):  # type: ignore[no-untyped-def]
+        self.batches.append(len(cameras))
+        views = [self.rasterize(mesh, c) for c in cameras]
+        return torch.stack([v[0] for v in views]), torch.stack([v[1] for v in views])
+
+
+def test_render_gbuffers_uses_batches() -> None:
+    mesh, cams = sphere(2), orbit("horizontal", 7, 32)
+    batched = _BatchedTorch()
+    reports: list[float] = []
+    g = render_gbuffers(mesh, cams, batched, lambda f, s: reports.append(f))
+    r = render_gbuffers(mesh, cams, "torch")
+    assert batched.batches == [3, 3, 1] and reports[-1] == 1.0
+    assert torch.equal(g.tri_id, r.tri_id) and torch.equal(g.depth, r.depth)

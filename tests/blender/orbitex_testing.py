@@ -5,8 +5,10 @@ The add-on is imported as the package `orbitex` from a temporary folder holding 
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -24,6 +26,7 @@ def import_addon() -> ModuleType:
     if _link_dir is None:
         _link_dir = Path(tempfile.mkdtemp(prefix="orbitex-addon-"))
         (_link_dir / PACKAGE).symlink_to(ROOT, target_is_directory=True)
+        atexit.register(shutil.rmtree, _link_dir, True)  # removes the link, not the repository
         sys.path.insert(0, str(_link_dir))
     import importlib
 
@@ -76,6 +79,19 @@ def pid_alive(pid: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def child_pids(pid: int) -> list[int]:
+    """Processes whose parent is `pid` (read from /proc, so no procps needed)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
 
 
 def new_mesh_object(name: str, with_subdivision: bool = True):

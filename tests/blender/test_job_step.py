@@ -32,9 +32,9 @@ def mesh_glb(tmp_path_factory) -> Path:
         bpy.data.objects.remove(obj)
 
 
-@pytest.fixture()
-def backend(tmp_path):
-    local = start_local(backend_python(), tmp_path / "data")
+@pytest.fixture(scope="module")
+def backend(tmp_path_factory):
+    local = start_local(backend_python(), tmp_path_factory.mktemp("data"))
     yield local
     local.stop()
 
@@ -82,11 +82,12 @@ def test_a_missing_result_name_fails_and_names_what_came_back(backend, mesh_glb,
     assert "did not return no_such_result (it returned: " in job.message and "contact_sheet" in job.message
 
 
-def test_backend_gone_mid_job_ends_it_after_some_unanswered_polls(backend, mesh_glb, tmp_path):
-    client = backend.client()
+def test_backend_gone_mid_job_ends_it_after_some_unanswered_polls(mesh_glb, tmp_path):
+    own = start_local(backend_python(), tmp_path / "data")  # this test stops it
+    client = own.client()
     job = _job(mesh_glb, tmp_path / "w", frames=121, size=1024)
     step(job, client, lambda j: None)
-    backend.stop()
+    own.stop()
     for _ in range(jobs.MAX_POLL_FAILURES - 1):
         step(job, client, lambda j: None)
         assert job.active and job.poll_failures > 0  # a blink is tolerated

@@ -2,19 +2,15 @@
 and its worker when the add-on is disabled."""
 from __future__ import annotations
 
-import subprocess
+import time
 
 import bpy
 import pytest
 
-from orbitex_testing import backend_python, enabled_addon, pid_alive, prefs
+from orbitex_testing import backend_python, child_pids, enabled_addon, pid_alive, prefs
 
 pytestmark = pytest.mark.skipif(backend_python() is None,
                                 reason="no backend environment: set ORBITEX_BACKEND_PYTHON or run `python build.py setup`")
-
-
-def _group_members(pgid: int) -> list[str]:
-    return subprocess.run(["pgrep", "-g", str(pgid)], capture_output=True, text=True).stdout.split()
 
 
 def test_start_check_and_stop_with_the_addon(tmp_path):
@@ -36,9 +32,13 @@ def test_start_check_and_stop_with_the_addon(tmp_path):
         assert bpy.ops.orbitex.backend_start() == {"FINISHED"}
         assert session.local_backend() is local
         pid = local.process.pid
-        assert pid_alive(pid) and len(_group_members(pid)) >= 2  # server + its worker
+        deadline = time.monotonic() + 20
+        while not (workers := child_pids(pid)):  # the server spawns its worker process
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert pid_alive(pid)
     assert not pid_alive(pid)
-    assert _group_members(pid) == []
+    assert not [w for w in workers if pid_alive(w)]  # the worker went with it
     assert session.local_backend() is None
 
 

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -46,9 +47,10 @@ def package_zip() -> Path:
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Success parsing TOML" in proc.stdout  # Blender's validator ran on the zip
-    zips = sorted((ROOT / "dist").glob("orbitex-*.zip"))
-    assert [z.name for z in zips] == ["orbitex-0.1.0.zip"]
-    return zips[0]
+    built = Path(proc.stdout.strip().splitlines()[-1].split("package: ", 1)[1])
+    manifest = tomllib.loads((ROOT / "blender_manifest.toml").read_text())
+    assert built == ROOT / "dist" / f"orbitex-{manifest['version']}.zip" and built.is_file()
+    return built
 
 
 def test_zip_holds_the_extension_and_the_backend_sources_only(package_zip):

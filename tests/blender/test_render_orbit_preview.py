@@ -1,7 +1,8 @@
 """orbitex.render_orbit_preview end to end: the add-on starts a real local backend, the operator
 exports the active mesh, the render-orbit pipeline runs, and the contact sheet comes back as a
-packed image named after the object. Under bpy timers never fire, so the UI path (invoke) is
-driven by calling the timer body, session.tick(), by hand."""
+packed image named after the object. Under bpy (background mode) neither invoke() nor timers
+run, so the UI path is driven by calling invoke()'s body, render_orbit_preview.start(), and then
+the timer body, session.tick(), by hand."""
 from __future__ import annotations
 
 import time
@@ -64,10 +65,12 @@ def test_execute_blocks_until_the_contact_sheet_is_in_the_file(session):
 
 
 def test_invoke_returns_at_once_and_the_timer_step_applies_the_result(session):
-    new_mesh_object("Suzanne Invoke")
+    from orbitex.operators import render_orbit_preview
+
+    obj = new_mesh_object("Suzanne Invoke")
     before = _image_names()
-    assert bpy.ops.orbitex.render_orbit_preview("INVOKE_DEFAULT", frames=4, size=64) == {"FINISHED"}
-    job = session.board.jobs()[-1]
+    job = render_orbit_preview.start(obj, frames=4, size=64)
+    assert session.board.jobs()[-1] is job
     assert job.state in ("queued", "running") and job.backend_id
     assert bpy.app.timers.is_registered(session.tick)
     assert _image_names() == before  # nothing applied yet
@@ -81,10 +84,11 @@ def test_invoke_returns_at_once_and_the_timer_step_applies_the_result(session):
 
 
 def test_cancel_mid_job_leaves_the_scene_unchanged(session):
-    new_mesh_object("Suzanne Cancel")
+    from orbitex.operators import render_orbit_preview
+
+    obj = new_mesh_object("Suzanne Cancel")
     before = _image_names()
-    assert bpy.ops.orbitex.render_orbit_preview("INVOKE_DEFAULT", frames=121, size=1024) == {"FINISHED"}
-    job = session.board.jobs()[-1]
+    job = render_orbit_preview.start(obj, frames=121, size=1024)
     _tick_until(session, lambda: job.state == "running" and job.progress > 0 or not job.active)
     assert job.state == "running", (job.state, job.message)
     asked = time.monotonic()

@@ -1,0 +1,110 @@
+"""Bake a view set (posed images) onto the mesh's own UV map: textured GLB, texture PNG, report.
+
+TextureOptimizer on images the artist already has: the mesh's UVs, vertex order, triangles and
+node transforms are kept (a UV map is made with xatlas only when the mesh has none).
+Inputs: `mesh` (GLB/glTF/OBJ/PLY) and `views`, a view-set folder with transforms.json or a .zip
+of one (as the service uploads it). Results: OUT.glb (or OUT/baked.glb), and beside it in
+OUT_files/ (or OUT/): texture.png and report.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import zipfile
+from pathlib import Path
+
+from ..bake.params import METHODS, BakeParams
+from ..errors import InputError
+from ..progress import Progress
+
+NAME = "bake"
+INPUTS = {"mesh": "the mesh to texture (GLB/glTF/OBJ/PLY), with its UV map",
+          "views": "the view set: a folder with transforms.json and images, or a .zip of it"}
+OPTIONAL_INPUTS: dict[str, str] = {}
+
+Params = BakeParams
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("mesh", help=INPUTS["mesh"])
+    parser.add_argument("views", help=INPUTS["views"])
+    parser.add_argument("--out", required=True, help="OUT.glb (side results in OUT_files/) or a folder")
+    parser.add_argument("--method", choices=METHODS, help="view selection (default mrf)")
+    parser.add_argument("--texture-size", dest="texture_size", type=int, help="texture side in texels (default 2048)")
+    parser.add_argument("--voxel-res", dest="voxel_res", type=int, help="surface voxels across the mesh (default 256)")
+    parser.add_argument("--uv-map", dest="uv_map", help="UV map to bake onto: TEXCOORD_n or n (default: the first)")
+    parser.add_argument("--top-k", dest="top_k", type=int, help="views kept per voxel (default 30)")
+    parser.add_argument("--mrf-iterations", dest="mrf_iterations", type=int,
+                        help="alpha-expansion cycles (default 1; -1 = until convergence)")
+    parser.add_argument("--lock-reference", dest="lock_reference", action="store_true", default=None,
+                        help="voxels seen within --lock-angle of the reference view keep that view")
+    parser.add_argument("--reference-view", dest="reference_view", type=int, help="reference frame index (default 0)")
+    parser.add_argument("--no-seam-levelling", dest="seam_levelling", action="store_false", default=None,
+                        help="skip the global seam colour levelling")
+    parser.add_argument("--rasterizer", choices=["auto", "moderngl", "torch", "nvdiffrast"], help="G-buffer rasterizer")
+
+
+def output_paths(out: Path) -> tuple[Path, Path]:
+    """(GLB path, folder for side results) following the CLI convention."""
+    if out.suffix.lower() == ".glb":
+        return out, out.with_name(out.stem + "_files")
+    return out / "baked.glb", out
+
+
+def _extract_views(archive: Path, into: Path) -> Path:
+    """Unpack a view-set zip (refusing paths that leave the folder); the folder with transforms.json."""
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            for member in zf.infolist():
+                target = (into / member.filename).resolve()
+                if not str(target).startswith(str(into.resolve())):
+                    raise InputError(f"{archive.name}: member {member.filename!r} points outside the archive")
+            zf.extractall(into)
+    except zipfile.BadZipFile:
+        raise InputError(f"{archive.name}: not a readable zip file") from None
+    found = sorted(into.rglob("transforms.json"), key=lambda p: len(p.parts))
+    if not found:
+        raise InputError(f"{archive.name}: the archive holds no transforms.json")
+    return found[0].parent
+
+
+def run(inputs: dict[str, Path], params: BakeParams, out_dir: Path, progress: Progress) -> dict[str, Path]:
+    from ..assets.glb_write import write_textured_glb
+    from ..assets.gltf_primitives import load_mesh_uv
+    from ..assets.images import write_png
+    from ..assets.viewset import read_viewset
+    from ..bake.baker import bake
+
+    mesh_path, views_path = Path(inputs["mesh"]), Path(inputs["views"])
+    glb_path, side = output_paths(Path(out_dir))
+    if glb_path.resolve() == mesh_path.resolve():
+        raise InputError(f"{glb_path}: the output would overwrite the input mesh")
+    progress(0.0, "loading mesh")
+    mesh, gltf_mesh = load_mesh_uv(mesh_path, params.uv_map)
+    progress(0.01, "reading views")
+    with tempfile.TemporaryDirectory(prefix="orbitex_views_") as tmp:
+        if views_path.is_file() and views_path.suffix.lower() == ".zip":
+            folder = _extract_views(views_path, Path(tmp))
+        elif views_path.is_dir():
+            folder = views_path
+        else:
+            raise InputError(f"{views_path}: not a view-set folder or .zip")
+        views = read_viewset(folder)
+    from ..progress import sub_progress
+
+    result = bake(mesh, views, params, sub_progress(progress, 0.05, 0.95))
+    progress(0.96, "writing GLB")
+    side.mkdir(parents=True, exist_ok=True)
+    write_textured_glb(mesh_path, glb_path, result.texture, result.mesh,
+                       uv_index=gltf_mesh.uv_index if gltf_mesh is not None else 0, vmapping=result.vmapping,
+                       primitives=gltf_mesh.primitives if gltf_mesh is not None else None)
+    texture_path = write_png(side / "texture.png", result.texture)
+    report = dict(result.report)
+    report["uv_map"] = (f"TEXCOORD_{gltf_mesh.uv_index}" if gltf_mesh is not None and gltf_mesh.uv_index is not None
+                        else ("xatlas" if result.vmapping is not None else "TEXCOORD_0"))
+    report["vertices_in"], report["vertices_out"] = mesh.num_vertices, result.mesh.num_vertices
+    report_path = side / "report.json"
+    report_path.write_text(json.dumps(report, indent=2, default=str))
+    progress(1.0, "done")
+    return {"glb": glb_path, "texture": texture_path, "report": report_path}

@@ -1,0 +1,40 @@
+"""What the Texture, Bake from Cameras and Batch sections remember per scene (Scene.orbitex_texturing).
+
+The options are the operators' own (the same mixins), so a panel button passes them on as they are.
+"""
+from __future__ import annotations
+
+import bpy
+from bpy.props import EnumProperty, PointerProperty
+
+from ..operators.bake_from_cameras import BakeOptions
+from ..operators.batch_collection import MODES
+from ..operators.texture_selected import TextureOptions
+
+SCENE_PROPERTY = "orbitex_texturing"
+
+
+class OrbitexTexturingSettings(TextureOptions, BakeOptions, bpy.types.PropertyGroup):
+    image: PointerProperty(name="Image", type=bpy.types.Image,
+                           description="Reference image in this file (used when no image file is set)")
+    batch_collection: PointerProperty(name="Collection", type=bpy.types.Collection,
+                                      description="Every mesh of this collection (and its children) gets a job")
+    batch_mode: EnumProperty(name="Job", items=MODES, default="TEXTURE")
+
+
+def copy_options(settings: OrbitexTexturingSettings, op, mixins: tuple[type, ...]) -> None:  # type: ignore[no-untyped-def]
+    """Set the operator properties `op` (from layout.operator) from the settings' same-named options."""
+    for mixin in mixins:
+        for name in getattr(mixin, "__annotations__", {}):
+            setattr(op, name, getattr(settings, name))
+    if TextureOptions in mixins:
+        op.image_name = settings.image.name if settings.image is not None and not settings.image_path else ""
+
+
+def register_properties() -> None:
+    setattr(bpy.types.Scene, SCENE_PROPERTY, PointerProperty(type=OrbitexTexturingSettings))
+
+
+def unregister_properties() -> None:
+    if hasattr(bpy.types.Scene, SCENE_PROPERTY):
+        delattr(bpy.types.Scene, SCENE_PROPERTY)

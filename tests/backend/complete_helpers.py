@@ -1,0 +1,48 @@
+"""Shared fixtures for the back-completion tests: synthetic scans and a tiny random latent prior."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import trimesh
+
+from backend.assets.mesh import make_mesh
+from backend.complete.simulate import scan_camera, simulate_point_map
+
+
+def sphere_point_map(size: int = 96, noise: float = 0.001, centre=(0.0, 0.0, 0.0), radius: float = 0.5,
+                     direction=(0.0, -0.3, -1.0)) -> np.ndarray:
+    s = trimesh.creation.icosphere(3, radius=radius)
+    s.apply_translation(centre)
+    return simulate_point_map(make_mesh(s.vertices, s.faces), scan_camera(np.array(direction), size=size),
+                              noise=noise, rasterizer="torch")
+
+
+class TinyPrior(torch.nn.Module):
+    """A randomly initialised model with the LatentPrior interface: 16^3 SDF <-> 4 x 4^3 latent."""
+
+    name = "tiny"
+    grid = 16
+    latent_shape = (4, 4, 4, 4)
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.enc = torch.nn.Conv3d(1, 4, 4, stride=4)
+        self.vel = torch.nn.Sequential(torch.nn.Conv3d(5, 8, 3, padding=1), torch.nn.SiLU(),
+                                       torch.nn.Conv3d(8, 4, 3, padding=1))
+        self.dec = torch.nn.ConvTranspose3d(4, 1, 4, stride=4)
+
+    @torch.no_grad()
+    def encode(self, sdf: torch.Tensor) -> torch.Tensor:
+        return self.enc(sdf.float()[None, None])
+
+    def timesteps(self, steps: int):
+        return list(np.linspace(1.0, 0.0, steps + 1))
+
+    @torch.no_grad()
+    def velocity(self, x: torch.Tensor, t: float) -> torch.Tensor:
+        return self.vel(torch.cat([x, torch.full_like(x[:, :1], t)], dim=1))
+
+    @torch.no_grad()
+    def decode(self, latent: torch.Tensor) -> torch.Tensor:
+        return self.dec(latent)[0, 0]

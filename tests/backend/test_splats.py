@@ -1,0 +1,235 @@
+"""Gaussian splats: the CPU rasterizer (against a brute-force reference and finite differences),
+fitting, densification, the 3DGS PLY round trip and its errors, and gsplat against the CPU path."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from backend.errors import InputError
+from backend.render.cameras import Camera, look_at
+from backend.splats import raster_torch
+from backend.splats.densify import CloneSplitPrune, DensifyConfig
+from backend.splats.fit import FitConfig, FitViews, fit, from_params, render_views, to_params
+from backend.splats.model import Gaussians, from_points, rgb_to_dc
+from backend.splats.ply import read_ply, write_ply
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Small tensors on a shared 2-core machine run far faster on one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def camera(size: int = 24, eye=(0.3, 0.2, 1.5)) -> Camera:
+    return Camera.from_fov(look_at(np.array(eye), np.zeros(3), np.array([0.0, 1.0, 0.0])), 40.0, size, size)
+
+
+def tiny_scene(dtype=torch.float64, n: int = 5, seed: int = 0) -> Gaussians:
+    gen = torch.Generator().manual_seed(seed)
+    means = (torch.rand(n, 3, generator=gen) - 0.5) * 0.5
+    log_scales = torch.log(0.05 + 0.08 * torch.rand(n, 3, generator=gen))
+    quats = torch.nn.functional.normalize(torch.randn(n, 4, generator=gen), dim=-1)
+    opacity = torch.logit(0.3 + 0.5 * torch.rand(n, generator=gen))
+    sh = torch.zeros(n, 16, 3)
+    sh[:, 0] = rgb_to_dc(torch.rand(n, 3, generator=gen))
+    sh[:, 1:] = 0.1 * torch.randn(n, 15, 3, generator=gen)
+    return Gaussians(means, log_scales, quats, opacity, sh).map(lambda t: t.to(dtype))
+
+
+def brute_force(g: Gaussians, cam: Camera, background) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every pixel composites every visible Gaussian front to back with the same rules (no tiles)."""
+    p = raster_torch.project(g, cam)
+    ys, xs = torch.meshgrid(torch.arange(cam.height) + 0.5, torch.arange(cam.width) + 0.5, indexing="ij")
+    color = torch.zeros(cam.height, cam.width, 3, dtype=g.means.dtype)
+    trans = torch.ones(cam.height, cam.width, dtype=g.means.dtype)
+    done = torch.zeros(cam.height, cam.width, dtype=torch.bool)
+    for i in range(len(p.visible)):  # front to back
+        dx, dy = xs - p.means2d[i, 0], ys - p.means2d[i, 1]
+        a, b, c = p.conics[i]
+        sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
+        alpha = torch.clamp_max(p.opacities[i] * torch.exp(-sigma), 0.999)
+        alpha = torch.where((sigma >= 0) & (alpha >= 1 / 255), alpha, torch.zeros_like(alpha))
+        next_t = trans * (1 - alpha)
+        done = done | (next_t <= 1e-4)
+        use = ~done
+        color = color + (alpha * trans * use)[..., None] * p.colors[i]
+        trans = torch.where(use, next_t, trans)
+    bg = torch.tensor(background, dtype=g.means.dtype)
+    return color + trans[..., None] * bg, 1 - trans
+
+
+@pytest.mark.parametrize("tile_size", [4, 8])
+def test_tiled_render_matches_brute_force(tile_size):
+    g = tiny_scene(n=12)
+    cam = camera(30)
+    out = raster_torch.render(g, cam, (0.2, 0.4, 0.6), tile_size=tile_size)
+    ref_color, ref_alpha = brute_force(g, cam, (0.2, 0.4, 0.6))
+    assert out.alpha.max() > 0.3  # the scene is really on screen
+    torch.testing.assert_close(out.color, ref_color, atol=1e-6, rtol=0)  # bg weight 1 - sum(w) vs T: <= 1e-4 * T
+    torch.testing.assert_close(out.alpha, ref_alpha, atol=1e-6, rtol=0)
+
+
+def test_gradients_are_finite_and_match_finite_differences():
+    g = tiny_scene(n=4, seed=3)
+    cam = camera(16)
+    weights = torch.rand(16, 16, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+
+    def loss_of(tensors: dict[str, torch.Tensor]) -> torch.Tensor:
+        out = raster_torch.render(Gaussians(**tensors), cam, (1.0, 1.0, 1.0))
+        return (out.color * weights).sum() + 0.5 * out.alpha.sum() + 0.1 * out.depth.sum()
+
+    tensors = {k: v.clone().requires_grad_(True) for k, v in g.tensors().items()}
+    loss = loss_of(tensors)
+    loss.backward()
+    rng = np.random.default_rng(0)
+    checked = 0
+    for name, t in tensors.items():
+        assert t.grad is not None and torch.isfinite(t.grad).all(), name
+        flat = t.detach().reshape(-1)
+        picks = rng.choice(flat.numel(), size=min(6, flat.numel()), replace=False)
+        for k in picks:
+            eps = 1e-6
+            plus, minus = {n: v.detach().clone() for n, v in tensors.items()}, {n: v.detach().clone() for n, v in tensors.items()}
+            plus[name].view(-1)[k] += eps
+            minus[name].view(-1)[k] -= eps
+            numeric = (loss_of(plus) - loss_of(minus)).item() / (2 * eps)
+            analytic = t.grad.reshape(-1)[k].item()
+            assert math.isclose(analytic, numeric, rel_tol=1e-4, abs_tol=1e-6), (name, int(k), analytic, numeric)
+            checked += 1
+    assert checked >= 25
+    assert tensors["means"].grad.abs().sum() > 0 and tensors["opacity_logits"].grad.abs().sum() > 0
+
+
+def test_fitting_a_few_gaussians_lowers_the_loss_tenfold():
+    target = tiny_scene(dtype=torch.float32, n=6, seed=5).with_sh_degree(0)
+    cams = [camera(32, eye=(1.5 * math.sin(a), 0.3, 1.5 * math.cos(a))) for a in np.linspace(0, 2 * math.pi, 6, endpoint=False)]
+    images, alphas = render_views(target, cams, (1.0, 1.0, 1.0), rasterizer="torch", device="cpu")
+    gen = torch.Generator().manual_seed(9)
+    start = Gaussians(target.means + 0.04 * torch.randn(6, 3, generator=gen), target.log_scales + 0.3,
+                      target.quats + 0.2 * torch.randn(6, 4, generator=gen), torch.zeros(6),
+                      torch.zeros(6, 1, 3))
+    views = FitViews(cams, images, alphas, (1.0, 1.0, 1.0))
+
+    def loss(g: Gaussians) -> float:
+        rendered, _ = render_views(g, cams, (1.0, 1.0, 1.0), rasterizer="torch", device="cpu")
+        return float((rendered - images).abs().mean())
+
+    before = loss(start)
+    config = FitConfig(iterations=300, sh_degree=0, densify=False, device="cpu", rasterizer="torch",
+                       lr_means=2e-3, lr_sh0=2e-2, lr_opacities=5e-2, lr_scales=1e-2, lr_quats=5e-3)
+    calls = []
+    result = fit(start, views, config, progress=lambda f, s: calls.append(f))
+    after = loss(result.gaussians)
+    assert before / after >= 10, (before, after)
+    assert calls[-1] == pytest.approx(1.0) and len(calls) == 300
+    assert result.losses == ["l1", "ssim", "mask"]
+
+
+def test_fit_stops_when_progress_cancels():
+    from backend.errors import Cancelled
+
+    g = tiny_scene(dtype=torch.float32, n=4).with_sh_degree(0)
+    cams = [camera(16)]
+    images, alphas = render_views(g, cams, rasterizer="torch", device="cpu")
+
+    def cancel(fraction, stage):
+        if fraction >= 0.1:
+            raise Cancelled("cancelled")
+
+    with pytest.raises(Cancelled):
+        fit(g, FitViews(cams, images, alphas), FitConfig(iterations=50, device="cpu", densify=False), cancel)
+
+
+def test_clone_split_prune_keeps_optimizer_state_in_step():
+    g = from_points(np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32) * 0.2, sh_degree=1, opacity=0.5)
+    params = to_params(g)
+    params["scales"].data[:20] = math.log(0.2)  # large: split
+    params["scales"].data[20:] = math.log(0.001)  # small: clone
+    params["opacities"].data[-5:] = -10.0  # transparent: prune
+    optimizers = {k: torch.optim.Adam([p], lr=1e-3) for k, p in params.items()}
+    loss = sum(p.sum() for p in params.values())
+    loss.backward()
+    for opt in optimizers.values():
+        opt.step()
+    strategy = CloneSplitPrune(DensifyConfig(refine_start=0, refine_every=1, grow_grad2d=0.0), scene_scale=1.0)
+    visible = torch.arange(40)
+    means2d = torch.zeros(40, 2, requires_grad=True)
+    means2d.grad = torch.ones(40, 2)
+    render = raster_torch.Render(torch.zeros(1), torch.zeros(1), torch.zeros(1), means2d, visible, torch.ones(40))
+    edits = strategy.step_post_backward(params, optimizers, 1, render, 32, 32)
+    # the 5 transparent ones are small, so they are cloned before the prune removes them and their clones
+    assert edits == {"cloned": 20, "split": 20, "pruned": 10}
+    n = 40 + 20 + 20 - 10  # clones added, each split replaced by two, transparent ones removed
+    for name, p in params.items():
+        assert p.shape[0] == n, name
+        state = optimizers[name].state[p]
+        assert state["exp_avg"].shape == p.shape and optimizers[name].param_groups[0]["params"][0] is p
+    assert (torch.exp(params["scales"]).max(-1).values < 0.2).all()  # split children are smaller
+    from_params(params)  # still a valid model
+
+
+def test_ply_round_trip_is_exact(tmp_path):
+    for degree in (0, 1, 3):
+        g = tiny_scene(dtype=torch.float32, n=50, seed=degree).with_sh_degree(degree)
+        g.sh.normal_()
+        path = write_ply(g, tmp_path / f"g{degree}.ply")
+        back = read_ply(path)
+        for name, value in g.tensors().items():
+            assert torch.equal(value, getattr(back, name)), (degree, name)
+    from plyfile import PlyData
+
+    names = [p.name for p in PlyData.read(str(tmp_path / "g3.ply"))["vertex"].properties]
+    assert names[:9] == ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2"]
+    assert names[9:54] == [f"f_rest_{i}" for i in range(45)]
+    assert names[54:] == ["opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]
+
+
+def test_damaged_ply_files_give_clear_errors(tmp_path):
+    g = tiny_scene(dtype=torch.float32, n=30)
+    data = write_ply(g, tmp_path / "good.ply").read_bytes()
+    cases = {
+        "truncated.ply": data[:-200],
+        "header_only.ply": data[:200],
+        "garbage.ply": b"ply\nformat binary_little_endian 1.0\nelement vertex 3\n\x00\xff junk",
+        "not_a_ply.ply": b"\x89PNG\r\n\x1a\n" + bytes(100),
+        "empty.ply": b"",
+    }
+    for name, content in cases.items():
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(InputError, match=name.replace(".", r"\.")):
+            read_ply(tmp_path / name)
+    import trimesh
+
+    trimesh.creation.box().export(tmp_path / "mesh.ply")  # a valid PLY, but a mesh, not Gaussians
+    with pytest.raises(InputError, match="not a 3DGS PLY"):
+        read_ply(tmp_path / "mesh.ply")
+    with pytest.raises(InputError, match="no such file"):
+        read_ply(tmp_path / "missing.ply")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="gsplat needs a CUDA GPU; this machine has none")
+def test_gsplat_matches_the_torch_rasterizer_on_cuda():
+    from backend.splats import raster_gsplat
+
+    if not raster_gsplat.available():
+        pytest.skip("gsplat is not installed (pip install gsplat==1.5.3)")
+    g = tiny_scene(dtype=torch.float32, n=200, seed=2)
+    g = Gaussians(g.means * 2, g.log_scales - 0.5, g.quats, g.opacity_logits, g.sh)
+    cam = camera(64)
+    ref = raster_torch.render(g.to("cuda"), cam, (1.0, 1.0, 1.0))
+    tensors = {k: v.cuda().requires_grad_(True) for k, v in g.tensors().items()}
+    out = raster_gsplat.render(Gaussians(**tensors), cam, (1.0, 1.0, 1.0))
+    torch.testing.assert_close(out.color, ref.color, atol=2e-3, rtol=0)
+    torch.testing.assert_close(out.alpha, ref.alpha, atol=2e-3, rtol=0)
+    (out.color.sum() + out.alpha.sum()).backward()
+    ref_tensors = {k: v.cuda().requires_grad_(True) for k, v in g.tensors().items()}
+    ref = raster_torch.render(Gaussians(**ref_tensors), cam, (1.0, 1.0, 1.0))
+    (ref.color.sum() + ref.alpha.sum()).backward()
+    for name in ("means", "opacity_logits", "sh"):
+        torch.testing.assert_close(tensors[name].grad, ref_tensors[name].grad, atol=1e-2, rtol=5e-2)
