@@ -28,7 +28,7 @@ Y_UP_TO_Z_UP = Matrix.Rotation(math.pi / 2, 4, "X")
 PREVIEW_GROUP = "Orbitex Gaussian Preview"
 PREVIEW_MATERIAL = "Orbitex Gaussian Preview"
 PREVIEW_MODIFIER = "Gaussian Preview"
-PREVIEW_VERSION = 1
+PREVIEW_VERSION = 2
 COLOR_ATTRIBUTE = "orbitex_preview_color"  # written by the preview on its instances (evaluated only)
 ALPHA_ATTRIBUTE = "orbitex_preview_alpha"
 DEFAULT_SIZE = 2.0  # ellipsoid radius in standard deviations: about where an opaque splat fades out
@@ -49,7 +49,9 @@ def import_gaussians(path: str | Path, name: str, frame: Matrix | None = None,
     try:
         _fill_mesh(mesh, gaussians)
         obj = bpy.data.objects.new(name, mesh)
-        obj = _convert_to_point_cloud(obj)
+        _convert_to_point_cloud(obj)
+        bpy.data.meshes.remove(mesh)  # the object now holds a point cloud; the helper mesh goes
+        mesh = None
         obj.matrix_world = frame if frame is not None else Y_UP_TO_Z_UP
         for collection in collections or [bpy.context.scene.collection]:
             if obj.name not in collection.objects:
@@ -64,9 +66,9 @@ def import_gaussians(path: str | Path, name: str, frame: Matrix | None = None,
         if obj is not None:
             data = obj.data
             bpy.data.objects.remove(obj)
-            if data is not None and data.users == 0:
-                (bpy.data.pointclouds if isinstance(data, bpy.types.PointCloud) else bpy.data.meshes).remove(data)
-        if mesh.name in bpy.data.meshes and bpy.data.meshes[mesh.name] == mesh and mesh.users == 0:
+            if isinstance(data, bpy.types.PointCloud) and data.users == 0:
+                bpy.data.pointclouds.remove(data)
+        if mesh is not None:
             bpy.data.meshes.remove(mesh)
         raise
     return obj
@@ -84,13 +86,12 @@ def _fill_mesh(mesh: bpy.types.Mesh, gaussians: GaussianPly) -> None:
     mesh.update()
 
 
-def _convert_to_point_cloud(obj: bpy.types.Object) -> bpy.types.Object:
+def _convert_to_point_cloud(obj: bpy.types.Object) -> None:
     """Convert the vertex-only mesh object to a point cloud (attributes carried over) with
     Blender's Convert operator, on `obj` alone; the user's selection and active object come back.
     The object is linked to the scene collection (always in the view layer) for the call."""
     scene, view_layer = bpy.context.scene, bpy.context.view_layer
     scene.collection.objects.link(obj)
-    mesh = obj.data
     selected = [o for o in view_layer.objects if o.select_get()]
     active = view_layer.objects.active
     try:
@@ -108,12 +109,9 @@ def _convert_to_point_cloud(obj: bpy.types.Object) -> bpy.types.Object:
         view_layer.objects.active = active
     if "FINISHED" not in result or obj.type != "POINTCLOUD":
         raise RuntimeError(f"converting {obj.name!r} to a point cloud failed ({result})")
-    if mesh.users == 0:
-        bpy.data.meshes.remove(mesh)
     selection = obj.data.attributes.get(".select_vert")  # edit-mode state, not a Gaussian property
     if selection is not None:
         obj.data.attributes.remove(selection)
-    return obj
 
 
 # ------------------------------------------------------------------------------------- preview
@@ -215,6 +213,9 @@ def preview_node_group() -> bpy.types.GeometryNodeTree:
     size = group.interface.new_socket("Size", in_out="INPUT", socket_type="NodeSocketFloat")
     size.default_value, size.min_value, size.max_value = DEFAULT_SIZE, 0.0, 10.0
     size.description = "Ellipsoid radius in standard deviations of each Gaussian"
+    detail = group.interface.new_socket("Detail", in_out="INPUT", socket_type="NodeSocketInt")
+    detail.default_value, detail.min_value, detail.max_value = 2, 1, 5
+    detail.description = "Subdivisions of each ellipsoid's ico sphere (lower it for millions of Gaussians)"
     group.interface.new_socket("Geometry", in_out="OUTPUT", socket_type="NodeSocketGeometry")
     b = _Builder(group)
     group_in = b.node("NodeGroupInput")
@@ -252,7 +253,7 @@ def preview_node_group() -> bpy.types.GeometryNodeTree:
 
     sphere = b.node("GeometryNodeMeshIcoSphere")
     sphere.inputs["Radius"].default_value = 1.0
-    sphere.inputs["Subdivisions"].default_value = 2
+    b.link(group_in.outputs["Detail"], sphere.inputs["Subdivisions"])
     set_material = b.node("GeometryNodeSetMaterial")
     set_material.inputs["Material"].default_value = preview_material()
     b.link(sphere.outputs["Mesh"], set_material.inputs["Geometry"])

@@ -146,7 +146,8 @@ class ORBITEX_OT_complete_back(bpy.types.Operator):
     bl_label = "Complete Back"
     bl_description = ("Close the unseen back of scanned fronts (selected objects or a collection) on the Orbitex "
                       "backend; each completed mesh is a new object beside its scan, which is left unchanged")
-    bl_options = {"REGISTER", "UNDO"}
+    # No REGISTER: an "Adjust Last Operation" redo would submit the job again.
+    bl_options = {"UNDO"}
 
     collection: StringProperty(name="Collection", description="Complete every scan in this collection "
                                                               "(empty: the selected objects)")

@@ -159,7 +159,8 @@ class ORBITEX_OT_reconstruct_gaussians(bpy.types.Operator):
     bl_description = ("Fit 3D Gaussians to the active textured mesh, or reconstruct them from an image (image "
                       "empty, file or image datablock), on the Orbitex backend; the result is a new point-cloud "
                       "object at the source")
-    bl_options = {"REGISTER", "UNDO"}
+    # No REGISTER: an "Adjust Last Operation" redo would submit the job again.
+    bl_options = {"UNDO"}
 
     image_path: StringProperty(name="Image File", subtype="FILE_PATH",
                                description="An image of the subject (instead of the active object)")

@@ -272,8 +272,6 @@ def _load_mesh_and_texture(path: Path) -> tuple["Mesh", "object", np.ndarray | N
 
 
 def _from_mesh(path: Path, params: Params, ply: Path, side: Path, progress: Progress) -> dict:
-    import torch
-
     from ..splats.fit import FitViews, fit, psnr, render_views
     from ..splats.model import from_mesh
     from ..splats.ply import write_ply
@@ -306,7 +304,7 @@ def _from_image(image_path: Path, mesh_path: Path | None, params: Params, ply: P
     from ..models.video import ORBIT_PROMPT, VideoOptions, load_orbit_model
     from ..render.cameras import orbit
     from ..splats.fit import FitViews, fit, psnr, render_views
-    from ..splats.model import from_mesh, from_points
+    from ..splats.model import from_mesh
     from ..splats.ply import write_ply
 
     reference, reference_mask = load_subject_image(image_path, params.size)

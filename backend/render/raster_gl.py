@@ -136,28 +136,41 @@ void main() {
 """ % {"local": _LOCAL}
 
 _lock = threading.Lock()
-_context = None  # one EGL context per process, made on first use
-
-
-def _get_context():  # type: ignore[no-untyped-def]
-    global _context
-    if _context is None:
-        import moderngl
-
-        _context = moderngl.create_standalone_context(backend="egl", require=430)
-    return _context
+_renderer: "_Renderer | None" = None  # one EGL context, its shaders and buffers per process
 
 
 class ModernGLRasterizer:
+    """A handle on the process's one GL renderer: handles are cheap, and however many are made
+    (one per job, say) there is one context, one set of shaders and one uploaded mesh."""
+
     name = "moderngl"
 
     def __init__(self) -> None:
+        global _renderer
         with _lock:
-            self.ctx = _get_context()
-            with self.ctx:
-                self.program = self.ctx.program(vertex_shader=_VERTEX_SHADER, fragment_shader=_FRAGMENT_SHADER)
-                self.to_camera = self.ctx.compute_shader(_TO_CAMERA_SHADER)
-                self.resolver = self.ctx.compute_shader(_RESOLVE_SHADER)
+            if _renderer is None:
+                _renderer = _Renderer()
+            self._renderer = _renderer
+
+    def rasterize(self, mesh: Mesh, camera: Camera) -> tuple[torch.Tensor, torch.Tensor]:
+        with _lock, self._renderer.ctx:
+            return self._renderer.rasterize(mesh, camera)
+
+    def close(self) -> None:
+        """Free the uploaded mesh and render targets (the context and shaders stay)."""
+        with _lock, self._renderer.ctx:
+            self._renderer.release()
+
+
+class _Renderer:
+    def __init__(self) -> None:
+        import moderngl
+
+        self.ctx = moderngl.create_standalone_context(backend="egl", require=430)
+        with self.ctx:
+            self.program = self.ctx.program(vertex_shader=_VERTEX_SHADER, fragment_shader=_FRAGMENT_SHADER)
+            self.to_camera = self.ctx.compute_shader(_TO_CAMERA_SHADER)
+            self.resolver = self.ctx.compute_shader(_RESOLVE_SHADER)
         self._mesh_ref: weakref.ref | None = None
         self._mesh_objects: list = []
         self._view_objects: list = []
@@ -206,48 +219,43 @@ class ModernGLRasterizer:
         w, h = camera.width, camera.height
         tri = np.empty((h, w), dtype=np.int32)
         bary = np.empty((h, w, 3), dtype=np.float32)
-        with _lock, self.ctx:
-            self._upload(mesh)
-            self._targets(w, h)
-            near, far = near_far(self._bounds, camera)
-            shift = np.eye(4)
-            shift[:3, 3] = self._origin
-            view = camera.w2c() @ shift
-            # pass 1: which triangle each pixel sees
-            self.program["mvp"].write((camera.projection(near, far) @ view).T.astype(np.float32).tobytes())
-            self._fbo.use()
-            self._fbo.viewport = (0, 0, w, h)
-            self.ctx.disable(moderngl.CULL_FACE | moderngl.BLEND)
-            self.ctx.enable(moderngl.DEPTH_TEST)
-            self.ctx.depth_func = "<"
-            self._fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
-            self._vao.render(moderngl.TRIANGLES)
-            # pass 2: exact triangle and barycentrics per pixel centre
-            self._positions.bind_to_storage_buffer(0)
-            self._camera_positions.bind_to_storage_buffer(4)
-            self.to_camera["view"].write(view.T.astype(np.float32).tobytes())  # GL wants column-major
-            self.to_camera["count"].value = self._num_vertices
-            self.to_camera.run(math.ceil(self._num_vertices / 64))
-            self.ctx.memory_barrier()
-            self._ids.use(0)
-            self._faces.bind_to_storage_buffer(1)
-            self._out_tri.bind_to_storage_buffer(2)
-            self._out_bary.bind_to_storage_buffer(3)
-            self.resolver["intrinsics"].value = (camera.fx, camera.fy, camera.cx, camera.cy)
-            self.resolver["size"].value = (w, h)
-            self.resolver.run(math.ceil(w / _LOCAL), math.ceil(h / _LOCAL))
-            self.ctx.memory_barrier()
-            self._out_tri.read_into(tri)
-            self._out_bary.read_into(bary)
+        # (the caller holds the lock and has made the context current)
+        self._upload(mesh)
+        self._targets(w, h)
+        near, far = near_far(self._bounds, camera)
+        shift = np.eye(4)
+        shift[:3, 3] = self._origin
+        view = camera.w2c() @ shift
+        # pass 1: which triangle each pixel sees
+        self.program["mvp"].write((camera.projection(near, far) @ view).T.astype(np.float32).tobytes())
+        self._fbo.use()
+        self._fbo.viewport = (0, 0, w, h)
+        self.ctx.disable(moderngl.CULL_FACE | moderngl.BLEND)
+        self.ctx.enable(moderngl.DEPTH_TEST)
+        self.ctx.depth_func = "<"
+        self._fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
+        self._vao.render(moderngl.TRIANGLES)
+        # pass 2: exact triangle and barycentrics per pixel centre
+        self._positions.bind_to_storage_buffer(0)
+        self._camera_positions.bind_to_storage_buffer(4)
+        self.to_camera["view"].write(view.T.astype(np.float32).tobytes())  # GL wants column-major
+        self.to_camera["count"].value = self._num_vertices
+        self.to_camera.run(math.ceil(self._num_vertices / 64))
+        self.ctx.memory_barrier()
+        self._ids.use(0)
+        self._faces.bind_to_storage_buffer(1)
+        self._out_tri.bind_to_storage_buffer(2)
+        self._out_bary.bind_to_storage_buffer(3)
+        self.resolver["intrinsics"].value = (camera.fx, camera.fy, camera.cx, camera.cy)
+        self.resolver["size"].value = (w, h)
+        self.resolver.run(math.ceil(w / _LOCAL), math.ceil(h / _LOCAL))
+        self.ctx.memory_barrier()
+        self._out_tri.read_into(tri)
+        self._out_bary.read_into(bary)
         return torch.from_numpy(tri), torch.from_numpy(bary)
 
-    def close(self) -> None:
-        """Free this rasterizer's GL objects (the shared context stays for the process)."""
-        with _lock, self.ctx:
-            self._release(self._mesh_objects)
-            self._release(self._view_objects)
-            self._mesh_ref = None
-            self._size = (0, 0)
-            self.program.release()
-            self.to_camera.release()
-            self.resolver.release()
+    def release(self) -> None:
+        self._release(self._mesh_objects)
+        self._release(self._view_objects)
+        self._mesh_ref = None
+        self._size = (0, 0)

@@ -256,3 +256,22 @@ def test_damaged_files_give_a_clear_error_and_add_nothing(orbitex, tmp_path):
         assert new_datablocks() == before, label
     truncated = str(pytest.raises(PlyError, import_gaussians, cases["truncated"][0], "Broken").value)
     assert "declares 50 vertex records" in truncated
+
+
+def test_import_works_while_another_object_is_in_edit_mode(orbitex, tmp_path):
+    """Results arrive from a timer whatever the user is doing: an object in Edit Mode stays there."""
+    from orbitex.addon.scene_gaussians import import_gaussians
+
+    names = property_names(0)
+    path = write_ply(tmp_path / "g.ply", names, random_rows(names, 10))
+    bpy.ops.mesh.primitive_cube_add()
+    editing = bpy.context.active_object
+    bpy.ops.object.mode_set(mode="EDIT")
+    try:
+        obj = import_gaussians(path, "While Editing")
+        assert obj.type == "POINTCLOUD" and len(obj.data.points) == 10
+        assert bpy.context.mode == "EDIT_MESH" and bpy.context.view_layer.objects.active == editing
+        bpy.data.objects.remove(obj)
+    finally:
+        bpy.ops.object.mode_set(mode="OBJECT")
+        bpy.data.objects.remove(editing)

@@ -5,12 +5,13 @@ surface and coloured like its texture. The UI path (submit, then timer steps) an
 whose video model is not installed are covered too."""
 from __future__ import annotations
 
+import json
 import time
 
 import bpy
 import numpy as np
 import pytest
-from mathutils import Matrix, Vector
+from mathutils import Vector
 
 from orbitex_testing import backend_python, enabled_addon, pid_alive, prefs
 
@@ -108,8 +109,6 @@ def test_execute_adds_gaussians_at_the_textured_mesh(session):
     assert added == {"Ball Exec Gaussians"}
     job = session.board.jobs()[-1]
     assert (job.state, job.type, job.target) == ("done", "reconstruct", "Ball Exec")
-    import json
-
     report = json.loads(job.downloaded["report"].read_text())
     assert report["source"] == "mesh" and report["iterations"] == TINY["iterations"]
     _check_result(source, bpy.data.objects["Ball Exec Gaussians"], report["gaussians"])
