@@ -13,8 +13,10 @@ scan points deeper than w are still empty, so half the difference of the lateral
 the nearest point of each kind is a signed distance to the front's cross-section at w (the
 bisector between the last near and the first far point at a jump, the cut line on an oblique
 front). Where it agrees in sign with the ray term the smaller magnitude wins (both bound the
-true distance from above); where they disagree by more than `trust` (the ray term's bilinear
-ramp across a jump) the points decide.
+true distance from above). Where they disagree, the points decide only in grid cells the front
+map cannot represent (corners straddling a depth jump or the silhouette border, where the ray
+term is a bilinear ramp between unrelated depths) and only beyond `trust` (noise); elsewhere the
+front map's fitted depth is the better judge.
 """
 from __future__ import annotations
 
@@ -22,6 +24,8 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from .front_map import FrontMap
+
+JUMP_VOXELS = 4.0  # corner front depths of a cell further apart than this straddle a depth jump
 
 
 class FreeSpace:
@@ -31,6 +35,11 @@ class FreeSpace:
         order = np.argsort(abw[:, 2], kind="stable")
         self.ab = np.ascontiguousarray(abw[order, :2])
         self.w = abw[order, 2]
+        d, m = fmap.depth, fmap.mask
+        corners_z = np.stack([d[:-1, :-1], d[1:, :-1], d[:-1, 1:], d[1:, 1:]])
+        corners_m = np.stack([m[:-1, :-1], m[1:, :-1], m[:-1, 1:], m[1:, 1:]])
+        # cells (i, j)-(i+1, j+1) whose bilinear front depth is a ramp between unrelated surfaces
+        self.rough = (np.ptp(corners_z, axis=0) > JUMP_VOXELS * fmap.voxel) | (corners_m.any(axis=0) & ~corners_m.all(axis=0))
 
     def front_term(self, local: np.ndarray, cap: float, trust: float, where: np.ndarray | None = None) -> np.ndarray:
         """Signed distance (world units, > 0 in seen-empty space, clipped to +-`cap`) at a slice of
@@ -53,9 +62,13 @@ class FreeSpace:
         with np.errstate(invalid="ignore"):
             lateral = np.clip(0.5 * (np.minimum(blocked, bound) - np.minimum(empty, bound)) * scale, -cap, cap)
         v = vertical[sel]
+        ij = fmap.node_coords(q)
+        ci = np.clip(np.floor(ij[:, 0]).astype(np.int64), 0, self.rough.shape[0] - 1)
+        cj = np.clip(np.floor(ij[:, 1]).astype(np.int64), 0, self.rough.shape[1] - 1)
+        points_decide = np.abs(v) >= trust
         agree = np.sign(lateral) == np.sign(v)
         both = np.where(agree, np.sign(v) * np.minimum(np.abs(v), np.abs(lateral)),
-                        np.where(np.abs(v) < trust, v, lateral))
+                        np.where(points_decide, lateral, v))
         out = vertical.copy()
         out[sel] = np.where(known, both, v)
         return out

@@ -78,3 +78,46 @@ def mesh_summary(vertices: np.ndarray, faces: np.ndarray) -> dict[str, float | b
     return {"watertight": bool(mesh.is_watertight), "volume": float(mesh.volume) if mesh.is_watertight else float("nan"),
             "vertices": int(len(vertices)), "faces": int(len(faces)),
             "components": int(len(mesh.split(only_watertight=False)))}
+
+
+def _segments_cross_triangles(p0: np.ndarray, p1: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray,
+                              eps: float = 1e-9) -> np.ndarray:
+    """Whether each segment p0-p1 passes through the interior of triangle (a, b, c) (Moller-Trumbore;
+    touching at an end point, an edge or a corner does not count)."""
+    d = p1 - p0
+    e1, e2 = b - a, c - a
+    pv = np.cross(d, e2)
+    det = np.einsum("ij,ij->i", e1, pv)
+    ok = np.abs(det) > 1e-30
+    inv = np.where(ok, 1.0 / np.where(ok, det, 1.0), 0.0)
+    tv = p0 - a
+    u = np.einsum("ij,ij->i", tv, pv) * inv
+    qv = np.cross(tv, e1)
+    v = np.einsum("ij,ij->i", d, qv) * inv
+    t = np.einsum("ij,ij->i", e2, qv) * inv
+    return ok & (u > eps) & (v > eps) & (u + v < 1 - eps) & (t > eps) & (t < 1 - eps)
+
+
+def self_intersections(vertices: np.ndarray, faces: np.ndarray, chunk: int = 400_000) -> int:
+    """Number of pairs of triangles sharing at most one corner whose interiors cross (an edge of
+    one passes through the other). Coplanar overlaps are not counted; marching cubes and small
+    vertex moves do not make them."""
+    tri = vertices[faces].astype(np.float64)
+    centroids = tri.mean(axis=1)
+    radius = np.linalg.norm(tri - centroids[:, None], axis=2).max(axis=1)
+    pairs = cKDTree(centroids).query_pairs(2.0 * float(radius.max()), output_type="ndarray")
+    if len(pairs) == 0:
+        return 0
+    close = np.linalg.norm(centroids[pairs[:, 0]] - centroids[pairs[:, 1]], axis=1) <= radius[pairs[:, 0]] + radius[pairs[:, 1]]
+    pairs = pairs[close]
+    shared = (faces[pairs[:, 0]][:, :, None] == faces[pairs[:, 1]][:, None, :]).sum(axis=(1, 2))
+    pairs = pairs[shared <= 1]
+    count = 0
+    for s in range(0, len(pairs), chunk):
+        i, j = pairs[s:s + chunk, 0], pairs[s:s + chunk, 1]
+        hit = np.zeros(len(i), bool)
+        for x, y in ((i, j), (j, i)):
+            for k in range(3):
+                hit |= _segments_cross_triangles(tri[x, k], tri[x, (k + 1) % 3], tri[y, 0], tri[y, 1], tri[y, 2])
+        count += int(hit.sum())
+    return count

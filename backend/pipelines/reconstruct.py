@@ -51,6 +51,7 @@ class Params:
     rounds: int = 2  # IM-3D refinement rounds (image path)
     iterations: int = 2000  # fitting iterations of the first fit; each refit uses half
     gaussians: int = 20000  # initial Gaussians (densification adds and removes)
+    max_gaussians: int = 200000  # densification stops growing the model here
     sh_degree: int = 3
     strength: float = 0.5  # noise strength of the first refinement round (later rounds use less)
     model: str = "wan2.1-i2v-14b-480p"  # orbit video model (registry name), image path
@@ -68,8 +69,8 @@ class Params:
             raise ValueError("size must be between 16 and 4096")
         if self.rounds < 0 or self.rounds > 10:
             raise ValueError("rounds must be between 0 and 10")
-        if self.iterations < 1 or self.gaussians < 1:
-            raise ValueError("iterations and gaussians must be positive")
+        if self.iterations < 1 or self.gaussians < 1 or self.max_gaussians < self.gaussians:
+            raise ValueError("iterations and gaussians must be positive, max_gaussians at least gaussians")
         if not 0 <= self.sh_degree <= 3:
             raise ValueError("sh_degree must be 0..3")
         if not 0.0 < self.strength <= 1.0:
@@ -87,7 +88,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for name, kind, text in (
         ("views", int, "cameras to fit to"), ("size", int, "view size in pixels"),
         ("rounds", int, "IM-3D refinement rounds (image input)"), ("iterations", int, "iterations of the first fit"),
-        ("gaussians", int, "initial Gaussians"), ("sh-degree", int, "spherical-harmonic degree 0-3"),
+        ("gaussians", int, "initial Gaussians"), ("max-gaussians", int, "most Gaussians densification may reach"), ("sh-degree", int, "spherical-harmonic degree 0-3"),
         ("strength", float, "noise strength of the first refinement round"), ("model", str, "orbit video model"),
         ("steps", int, "video model denoising steps"), ("video-size", int, "video model frame size"),
         ("prompt", str, "video model prompt"), ("seed", int, "random seed"), ("device", str, "auto, cpu or cuda"),
@@ -172,7 +173,8 @@ def fit_config(params: Params, iterations: int, densify: bool = True) -> "FitCon
     from ..splats.fit import FitConfig
 
     densify_config = DensifyConfig(refine_start=min(300, max(iterations // 10, 1)), refine_stop=int(iterations * 0.7),
-                                   refine_every=100, reset_every=max(3000, iterations + 1))
+                                   refine_every=100, reset_every=max(3000, iterations + 1),
+                                   max_gaussians=params.max_gaussians)
     return FitConfig(iterations=iterations, sh_degree=params.sh_degree,
                      sh_increase_every=max(iterations // (params.sh_degree + 2), 1), densify=densify,
                      densify_config=densify_config, device=params.device, seed=params.seed)
