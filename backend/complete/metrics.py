@@ -98,26 +98,42 @@ def _segments_cross_triangles(p0: np.ndarray, p1: np.ndarray, a: np.ndarray, b: 
     return ok & (u > eps) & (v > eps) & (u + v < 1 - eps) & (t > eps) & (t < 1 - eps)
 
 
-def self_intersections(vertices: np.ndarray, faces: np.ndarray, chunk: int = 400_000) -> int:
+def self_intersections(vertices: np.ndarray, faces: np.ndarray) -> int:
     """Number of pairs of triangles sharing at most one corner whose interiors cross (an edge of
     one passes through the other). Coplanar overlaps are not counted; marching cubes and small
     vertex moves do not make them."""
+    return len(intersecting_pairs(vertices, faces))
+
+
+def intersecting_pairs(vertices: np.ndarray, faces: np.ndarray, among: np.ndarray | None = None,
+                       chunk: int = 400_000) -> np.ndarray:
+    """(P, 2) face index pairs counted by `self_intersections`; with `among` (face indices) only
+    pairs with at least one face in it."""
     tri = vertices[faces].astype(np.float64)
     centroids = tri.mean(axis=1)
     radius = np.linalg.norm(tri - centroids[:, None], axis=2).max(axis=1)
-    pairs = cKDTree(centroids).query_pairs(2.0 * float(radius.max()), output_type="ndarray")
+    tree = cKDTree(centroids)
+    if among is None:
+        pairs = tree.query_pairs(2.0 * float(radius.max()), output_type="ndarray")
+    else:
+        among = np.unique(among)
+        near = tree.query_ball_point(centroids[among], 2.0 * float(radius.max()), workers=-1)
+        counts = np.array([len(n) for n in near])
+        pairs = np.stack([np.repeat(among, counts), np.concatenate(near).astype(np.int64)], axis=1) if counts.sum() \
+            else np.zeros((0, 2), np.int64)
+        pairs = np.unique(np.sort(pairs[pairs[:, 0] != pairs[:, 1]], axis=1), axis=0)
     if len(pairs) == 0:
-        return 0
+        return np.zeros((0, 2), np.int64)
     close = np.linalg.norm(centroids[pairs[:, 0]] - centroids[pairs[:, 1]], axis=1) <= radius[pairs[:, 0]] + radius[pairs[:, 1]]
     pairs = pairs[close]
     shared = (faces[pairs[:, 0]][:, :, None] == faces[pairs[:, 1]][:, None, :]).sum(axis=(1, 2))
     pairs = pairs[shared <= 1]
-    count = 0
+    found = []
     for s in range(0, len(pairs), chunk):
         i, j = pairs[s:s + chunk, 0], pairs[s:s + chunk, 1]
         hit = np.zeros(len(i), bool)
         for x, y in ((i, j), (j, i)):
             for k in range(3):
                 hit |= _segments_cross_triangles(tri[x, k], tri[x, (k + 1) % 3], tri[y, 0], tri[y, 1], tri[y, 2])
-        count += int(hit.sum())
-    return count
+        found.append(pairs[s:s + chunk][hit])
+    return np.concatenate(found) if found else np.zeros((0, 2), np.int64)

@@ -26,7 +26,7 @@ from .model import Gaussians
 from .raster_torch import Render
 
 RASTERIZERS = ("auto", "torch", "gsplat")
-MS_SSIM_MIN_SIDE = 160  # pytorch-msssim's 5-scale MS-SSIM with an 11 px window needs > 160 px
+MS_SSIM_MIN_SIDE = 160  # MS-SSIM from here (5 scales: an 11 px window needs > 160 px, so 9 px at 160)
 
 
 @dataclass
@@ -142,11 +142,14 @@ class ImageLoss:
     """(1 - w) L1 + w (1 - SSIM) (MS-SSIM from 160 px) + mask L1 (+ LPIPS)."""
 
     def __init__(self, config: FitConfig, height: int, width: int, device: torch.device) -> None:
+        import functools
+
         from pytorch_msssim import ms_ssim, ssim
 
         self.config = config
-        self.multiscale = min(height, width) >= MS_SSIM_MIN_SIDE
-        self.ssim = ms_ssim if self.multiscale else ssim
+        side = min(height, width)
+        self.multiscale = side >= MS_SSIM_MIN_SIDE
+        self.ssim = functools.partial(ms_ssim, win_size=11 if side > 160 else 9) if self.multiscale else ssim
         self.lpips = load_lpips(device) if config.lpips_weight > 0 else None
 
     @property

@@ -233,3 +233,19 @@ def test_gsplat_matches_the_torch_rasterizer_on_cuda():
     (ref.color.sum() + ref.alpha.sum()).backward()
     for name in ("means", "opacity_logits", "sh"):
         torch.testing.assert_close(tensors[name].grad, ref_tensors[name].grad, atol=1e-2, rtol=5e-2)
+
+
+def test_loss_uses_ms_ssim_from_160_pixels():
+    from backend.splats.fit import ImageLoss
+
+    for side, term in ((96, "ssim"), (160, "ms-ssim")):
+        loss_fn = ImageLoss(FitConfig(), side, side, torch.device("cpu"))
+        assert loss_fn.terms[:3] == ["l1", term, "mask"]
+        target = torch.rand(side, side, 3)
+        color = target.clone().requires_grad_(True)
+        out = raster_torch.Render(color, torch.ones(side, side), torch.zeros(side, side), torch.zeros(0, 2),
+                                  torch.zeros(0, dtype=torch.long), torch.zeros(0))
+        assert loss_fn(out, target, torch.ones(side, side)).item() == pytest.approx(0.0, abs=1e-5)
+        worse = loss_fn(raster_torch.Render(torch.rand(side, side, 3), torch.ones(side, side), None, None, None, None),
+                        target, torch.ones(side, side))
+        assert worse.item() > 0.1

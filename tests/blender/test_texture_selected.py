@@ -12,7 +12,7 @@ import pytest
 
 from orbitex_testing import backend_python, prefs
 from texturing_testing import (TEXTURE_PARAMS, backend_session, face_colours, new_mesh, object_state, reference_png,
-                               state, tick_until)
+                               state, tick_until, invoke)
 
 pytestmark = pytest.mark.skipif(backend_python() is None,
                                 reason="no backend environment: set ORBITEX_BACKEND_PYTHON or run `python build.py setup`")
@@ -22,6 +22,13 @@ pytestmark = pytest.mark.skipif(backend_python() is None,
 def session(tmp_path_factory):
     with backend_session(tmp_path_factory.mktemp("backend-data")) as session:
         yield session
+
+
+@pytest.fixture(scope="module")
+def ORBITEX_OT_texture_selected(session):
+    from orbitex.operators.texture_selected import ORBITEX_OT_texture_selected
+
+    return ORBITEX_OT_texture_selected
 
 
 @pytest.fixture(scope="module")
@@ -83,15 +90,16 @@ def test_execute_textures_the_object_on_its_own_uv_map_and_keeps_the_old_materia
     assert not bpy.app.timers.is_registered(session.tick)  # execute() needs no timer
 
 
-def test_invoke_with_an_image_datablock_adds_a_new_uv_map_and_undo_takes_the_result_away(session, reference):
+def test_invoke_with_an_image_datablock_adds_a_new_uv_map_and_undo_takes_the_result_away(
+        session, reference, ORBITEX_OT_texture_selected):
     obj = new_mesh("Tex No UV", "ico", uvs=False, old_material="Tex No UV Old")
     image = bpy.data.images.load(str(reference))
     image.name = "Tex Reference"
     _select_only(obj)
     before = state(obj)
     # As from the sidebar button: invoke() submits and returns at once.
-    assert bpy.ops.orbitex.texture_selected("INVOKE_DEFAULT", image_name="Tex Reference", uv_mode="NEW",
-                                            **TEXTURE_PARAMS) == {"FINISHED"}
+    result, reports = invoke(ORBITEX_OT_texture_selected, image_name="Tex Reference", uv_mode="NEW", **TEXTURE_PARAMS)
+    assert result == {"FINISHED"} and reports == [("INFO", "Orbitex: 1 texture job(s) submitted")]
     job = session.board.jobs()[-1]
     assert job.target == "Tex No UV" and job.state in ("queued", "running")
     assert bpy.app.timers.is_registered(session.tick)
@@ -112,12 +120,13 @@ def test_invoke_with_an_image_datablock_adds_a_new_uv_map_and_undo_takes_the_res
     assert "Tex No UV Orbitex texture" not in bpy.data.materials
 
 
-def test_cancel_mid_job_leaves_the_scene_unchanged(session, reference):
+def test_cancel_mid_job_leaves_the_scene_unchanged(session, reference, ORBITEX_OT_texture_selected):
     obj = new_mesh("Tex Cancel", "uv_sphere", old_material="Tex Cancel Old")
     _select_only(obj)
     before = state(obj)
-    assert bpy.ops.orbitex.texture_selected("INVOKE_DEFAULT", image_path=str(reference), frames=61, size=256,
-                                            texture_size=1024) == {"FINISHED"}
+    result, _ = invoke(ORBITEX_OT_texture_selected, image_path=str(reference), frames=61, size=256,
+                       texture_size=1024)
+    assert result == {"FINISHED"}
     job = session.board.jobs()[-1]
     tick_until(session, lambda: job.state == "running" and job.progress > 0 or not job.active)
     assert job.state == "running", (job.state, job.message)

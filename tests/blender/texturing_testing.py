@@ -161,3 +161,34 @@ def write_glb(path: Path, positions: np.ndarray, triangles: np.ndarray, uv_sets:
     body = (struct.pack("<II", len(text), 0x4E4F534A) + text + struct.pack("<II", len(binary), 0x004E4942) + binary)
     path.write_bytes(struct.pack("<III", 0x46546C67, 2, 12 + len(body)) + body)
     return path
+
+
+class _OperatorStandin:
+    """`self` for an operator's invoke() outside Blender's event loop: the operator's properties
+    (registered defaults + overrides), its methods bound to this object, reports collected."""
+
+    def __init__(self, cls: type, values: dict) -> None:
+        self.__dict__.update(values)
+        self._cls, self.reports = cls, []
+
+    def report(self, kind: set, message: str) -> None:
+        self.reports.append((next(iter(kind)), message))
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        attr = getattr(self._cls, name)
+        return attr.__get__(self, type(self)) if callable(attr) and not isinstance(attr, type) else attr
+
+
+def invoke(op_cls: type, context=None, **props):  # type: ignore[no-untyped-def]
+    """Run `op_cls.invoke()` as a sidebar button does. Under the bpy module
+    bpy.ops.x("INVOKE_DEFAULT") runs execute(), so the invoke() body is called directly.
+    Returns (result set, reports)."""
+    module, name = op_cls.bl_idname.split(".")
+    rna = getattr(getattr(bpy.ops, module), name).get_rna_type()
+    values = {p.identifier: p.default for p in rna.properties if p.identifier != "rna_type"}
+    unknown = set(props) - set(values)
+    assert not unknown, f"{op_cls.bl_idname} has no properties {unknown}"
+    values.update(props)
+    standin = _OperatorStandin(op_cls, values)
+    result = op_cls.invoke(standin, context or bpy.context, None)
+    return result, standin.reports
