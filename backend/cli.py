@@ -1,7 +1,12 @@
-"""`python -m backend VERB ...`: the pipelines from the command line, plus `serve` and `models`."""
+"""`python -m backend VERB ...`: every pipeline as a verb (from the registry), plus `serve` and `models`.
+
+Only the module of the chosen verb is imported, so `serve` starts even if a pipeline's optional
+dependency is broken, and `models` needs no torch.
+"""
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -10,34 +15,39 @@ from . import pipelines
 from .errors import OrbitexError
 from .progress import BarProgress
 
+# verb -> (module with add_arguments(parser) and run(args) -> int, help)
+TOOLS = {
+    "serve": ("backend.service.server", "run the HTTP job service"),
+    "models": ("backend.models.cli", "list, download and verify model weights"),
+}
 
-def build_parser() -> argparse.ArgumentParser:
+
+def build_parser(verb: str | None) -> argparse.ArgumentParser:
+    """The parser for `verb` alone when it is known, else for every verb (for --help and errors)."""
     parser = argparse.ArgumentParser(prog="python -m backend", description="Orbitex compute backend")
     verbs = parser.add_subparsers(dest="verb", required=True)
-    for name in pipelines.PIPELINES:
-        module = pipelines.load(name)
-        sub = verbs.add_parser(name, help=(module.__doc__ or "").strip().splitlines()[0])
-        module.add_arguments(sub)
-    serve = verbs.add_parser("serve", help="run the HTTP job service")
-    from .service.server import add_arguments as add_serve_arguments
-
-    add_serve_arguments(serve)
-    from .models.cli import add_arguments as add_models_arguments
-
-    add_models_arguments(verbs.add_parser("models", help="list, download and verify model weights"))
+    known = [*pipelines.PIPELINES, *TOOLS]
+    for name in [verb] if verb in known else known:
+        if name in TOOLS:
+            module_name, help_text = TOOLS[name]
+            module = importlib.import_module(module_name)
+        else:
+            module = pipelines.load(name)
+            help_text = (module.__doc__ or name).strip().splitlines()[0]
+        module.add_arguments(verbs.add_parser(name, help=help_text, description=module.__doc__,
+                                              formatter_class=argparse.RawDescriptionHelpFormatter))
     return parser
 
 
 def run_pipeline(name: str, args: argparse.Namespace) -> int:
     module = pipelines.load(name)
-    inputs = {role: Path(getattr(args, role)) for role in {**module.INPUTS, **module.OPTIONAL_INPUTS}
-              if getattr(args, role, None) is not None}
-    fields = {f for f in module.Params.__dataclass_fields__}
+    roles = {**module.INPUTS, **getattr(module, "OPTIONAL_INPUTS", {})}
+    inputs = {role: Path(getattr(args, role)) for role in roles if getattr(args, role, None) is not None}
+    fields = set(module.Params.__dataclass_fields__)
     params = pipelines.parse_params(module.Params, {k: v for k, v in vars(args).items() if k in fields and v is not None})
-    out_dir = Path(args.out)
     bar = BarProgress()
     try:
-        results = module.run(inputs, params, out_dir, bar)
+        results = module.run(inputs, params, Path(args.out), bar)
     finally:
         bar.close()
     print(json.dumps({k: str(v) for k, v in results.items()}, indent=2))
@@ -46,32 +56,11 @@ def run_pipeline(name: str, args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["serve"]:  # the service starts without importing any pipeline (they load per job type)
-        from .service.server import add_arguments as add_serve_arguments, serve
-
-        serve_parser = argparse.ArgumentParser(prog="python -m backend serve", description="run the HTTP job service")
-        add_serve_arguments(serve_parser)
-        return serve(serve_parser.parse_args(argv[1:]))
-    if argv[:1] == ["models"]:  # the weights registry needs no pipeline (nor torch)
-        from .models.cli import add_arguments as add_models_arguments, run as run_models
-
-        models_parser = argparse.ArgumentParser(prog="python -m backend models", description="model weights")
-        add_models_arguments(models_parser)
-        try:
-            return run_models(models_parser.parse_args(argv[1:]))
-        except OrbitexError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-    args = build_parser().parse_args(argv)
+    verb = argv[0] if argv else None
+    args = build_parser(verb).parse_args(argv)
     try:
-        if args.verb == "serve":
-            from .service.server import serve
-
-            return serve(args)
-        if args.verb == "models":
-            from .models.cli import run as run_models
-
-            return run_models(args)
+        if args.verb in TOOLS:
+            return importlib.import_module(TOOLS[args.verb][0]).run(args)
         return run_pipeline(args.verb, args)
     except OrbitexError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -30,6 +30,7 @@ from .symmetry import SymmetryPlane, detect_symmetry
 JUMP_VOXELS = 4.0  # adjacent nodes whose front depths differ by more than this are a depth jump
 FRONT_CAP_VOXELS = 2.0  # the front term is measured (and clipped) this far from the front
 FRONT_TRUST_VOXELS = 0.5  # ray and sideways front terms disagreeing by more: the scan points decide
+LAYER_MARGIN_VOXELS = 2.0  # a deeper layer may reach this far in front of its extrapolated front
 
 
 @dataclass(frozen=True)
@@ -241,7 +242,7 @@ def solid_field(fmap: FrontMap, back: np.ndarray, local: np.ndarray, free: FreeS
     scale = view.scale(w)
     ab = local[..., :2] / (scale[..., None] if view.perspective else 1.0)
     lateral = fmap.sample(fmap.lateral, ab) * scale
-    behind = layered_back_term(fmap, back, ab, w, margin=0.0 if free is None else FRONT_CAP_VOXELS * fmap.voxel)
+    behind = layered_back_term(fmap, back, ab, w, margin=0.0 if free is None else LAYER_MARGIN_VOXELS * fmap.voxel)
     if free is None:
         front = fmap.sample(fmap.depth, ab) - w
     else:
@@ -272,8 +273,13 @@ def layered_back_term(fmap: FrontMap, back: np.ndarray, ab: np.ndarray, w: np.nd
     cj = np.stack([j0, j0, j0 + 1, j0 + 1])
     wt = np.stack([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy])
     zf, zb = fmap.depth[ci, cj], back[ci, cj]
-    if not (zf.max(axis=0) > zb.min(axis=0)).any():  # columns overlap everywhere: one layer
-        return w - (wt * zb).sum(axis=0)
+    out = w - (wt * zb).sum(axis=0)
+    split = zf.max(axis=0) > zb.min(axis=0)  # some corner columns do not overlap: several layers
+    if not split.any():
+        return out
+    w = w[split]
+    ci, cj, wt, zf, zb = ci[:, split], cj[:, split], wt[:, split], zf[:, split], zb[:, split]
+    i0, j0, fx, fy = i0[split], j0[split], fx[split], fy[split]
     gi, gj = _layer_slopes(fmap.depth, back)
     di, dj = fx - (ci - i0), fy - (cj - j0)  # offsets from each corner, in nodes
     zf_ext = zf + gi[ci, cj] * di + gj[ci, cj] * dj  # each corner's front carried to the sample
@@ -282,7 +288,7 @@ def layered_back_term(fmap: FrontMap, back: np.ndarray, ab: np.ndarray, w: np.nd
     reach = np.maximum.accumulate(zb, axis=0)  # deepest back among the nearer corners
     layer = np.concatenate([np.zeros((1,) + zf.shape[1:], np.int64),
                             np.cumsum(zf[1:] > reach[:-1], axis=0)])
-    out = np.full(w.shape, np.inf)
+    union = np.full(w.shape, np.inf)
     for k in range(int(layer.max()) + 1):
         mine = np.where(layer == k, wt, 0.0)
         total = mine.sum(axis=0)
@@ -291,7 +297,8 @@ def layered_back_term(fmap: FrontMap, back: np.ndarray, ab: np.ndarray, w: np.nd
         term = w - (mine * zb).sum(axis=0) / norm
         if k:  # a separator in hidden space: where the scanner saw this layer the front term rules
             term = np.maximum(term, (mine * zf_ext).sum(axis=0) / norm - w - margin)
-        out = np.where(has, np.minimum(out, term), out)
+        union = np.where(has, np.minimum(union, term), union)
+    out[split] = union
     return out
 
 

@@ -71,7 +71,7 @@ def _lock(layout: DataLayout) -> IO[str] | None:
     return handle
 
 
-def serve(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from .app import ServiceState, create_app
