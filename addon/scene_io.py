@@ -242,6 +242,10 @@ def apply_texture_result(obj: bpy.types.Object, glb_path: Path, texture_path: Pa
     result brings its own UV map, added as a new layer. Everything that can fail is checked
     before the scene is touched; no undo step is pushed here (the caller's one step covers it)."""
     mesh = obj.data
+    if mesh.is_editmode:  # edit-mode data would overwrite ours when the user leaves it
+        raise ValueError(f"{obj.name!r} is in Edit Mode; leave Edit Mode and press Apply (the result is kept)")
+    if mesh.library is not None or obj.library is not None:
+        raise ValueError(f"{obj.name!r} is linked from another file and cannot be changed here")
     try:
         result = read_glb(glb_path)
         if uv_map is not None:

@@ -15,6 +15,8 @@ from .glb_read import GlbMesh
 
 # Blender world (Z up) -> glTF (Y up), as Blender's glTF exporter converts.
 GLTF_FROM_BLENDER = np.array([[1.0, 0, 0, 0], [0, 0, 1, 0], [0, -1, 0, 0], [0, 0, 0, 1]])
+# the six ways three corners can correspond (rotations and, for mirrored files, reflections)
+_ORDERS = np.array([[0, 1, 2], [1, 2, 0], [2, 0, 1], [0, 2, 1], [2, 1, 0], [1, 0, 2]])
 
 
 class MatchError(ValueError):
@@ -46,10 +48,10 @@ def match_corners(src: np.ndarray, dst: GlbMesh, what: str) -> np.ndarray:
             if dist > 3 * tol:
                 break
             d = np.linalg.norm(corners[:, None, :] - dst_corners[j][None, :, :], axis=-1)  # (3 src, 3 dst)
-            pick = d.argmin(axis=1)
-            cost = d[np.arange(3), pick]
-            if cost.max() <= tol and len(set(pick.tolist())) == 3 and cost.sum() < best_cost:
-                best, best_cost = dst.triangles[j][pick], cost.sum()
+            cost = d[np.arange(3), _ORDERS]  # (6 orders, 3 corners): degenerate triangles stay one-to-one
+            k = int(cost.sum(axis=1).argmin())
+            if cost[k].max() <= tol and cost[k].sum() < best_cost:
+                best, best_cost = dst.triangles[j][_ORDERS[k]], cost[k].sum()
         if best is None:
             unmatched += 1
         else:

@@ -1,9 +1,10 @@
 """Back completion benchmark: weight-free completion vs the naive extrude baseline.
 
-Four ground-truth shapes (convex, concave, thin, symmetric), each scanned from one view (depth
-render with the project's rasterizer + noise), completed, and compared with the full shape:
-Chamfer-L1 and F-score at 1 % of the bounding-box diagonal, front deviation (scan points to the
-result, in voxels), watertightness. Run: .venv/backend/bin/python bench/complete.py
+Five ground-truth shapes (convex, concave, thin, symmetric, and an asymmetric blob that must not
+be mirrored), each scanned from one view (depth render with the project's rasterizer + noise),
+completed, and compared with the full shape: Chamfer-L1 and F-score at 1 % of the bounding-box
+diagonal, front deviation (scan points to the result, in voxels), watertightness, self-
+intersections, and the symmetry plane the report names. Run: .venv/backend/bin/python bench/complete.py
 """
 from __future__ import annotations
 
@@ -21,8 +22,10 @@ from backend.complete.baseline import extrude_front  # noqa: E402
 from backend.complete.direction import estimate_direction  # noqa: E402
 from backend.complete.front import scan_from_point_map  # noqa: E402
 from backend.complete.geometric import complete_geometric  # noqa: E402
-from backend.complete.metrics import chamfer_fscore, mesh_summary, point_to_mesh_distance, sample_surface  # noqa: E402
-from backend.complete.simulate import scan_camera, simulate_point_map  # noqa: E402
+from backend.complete.metrics import (chamfer_fscore, mesh_summary, point_to_mesh_distance, sample_surface,  # noqa: E402
+                                      self_intersections)
+from backend.complete.report import object_report  # noqa: E402
+from backend.complete.simulate import asymmetric_blob, scan_camera, simulate_point_map  # noqa: E402
 
 RESOLUTION = 128
 NOISE = 0.0015  # depth noise std, in units of the normalized shape (largest side 1)
@@ -43,11 +46,14 @@ def shapes() -> dict[str, tuple[trimesh.Trimesh, np.ndarray]]:
                         [0.12, 0.42], [0.17, 0.5], [0.0, 0.5]])
     symmetric = trimesh.creation.revolve(profile, sections=96)
     symmetric.apply_transform(rot(-np.pi / 2, [1, 0, 0]))  # axis along +y (up)
+    blob = asymmetric_blob()
+    asymmetric = trimesh.Trimesh(blob.positions, blob.faces, process=False)
     return {
         "convex (ellipsoid)": (convex, np.array([-0.3, -0.25, -1.0])),
         "concave (torus)": (concave, np.array([-0.6, -0.5, -1.0])),
         "thin (disc 4 %)": (thin, np.array([0.2, -0.3, -1.0])),
         "symmetric (vase)": (symmetric, np.array([-1.0, -0.35, -0.4])),
+        "asymmetric (blob)": (asymmetric, np.array([0.3, -0.2, -1.0])),
     }
 
 
@@ -58,7 +64,8 @@ def evaluate(name: str, gt: trimesh.Trimesh, result, scan_points: np.ndarray, di
     dev = point_to_mesh_distance(scan_points, result.vertices, result.faces)
     summary = mesh_summary(result.vertices, result.faces)
     return {"chamfer": chamfer, "fscore": fscore, "dev_max": dev.max() / result.voxel,
-            "dev_mean": dev.mean() / result.voxel, "watertight": summary["watertight"]}
+            "dev_mean": dev.mean() / result.voxel, "watertight": summary["watertight"],
+            "crossings": self_intersections(result.vertices, result.faces)}
 
 
 def main() -> None:
@@ -80,23 +87,28 @@ def main() -> None:
         r_ours = evaluate(name, gt, ours, scan.points, diag)
         r_base = evaluate(name, gt, base, scan.points, diag)
         angle = np.degrees(np.arccos(np.clip(d.vector @ (direction / np.linalg.norm(direction)), -1, 1)))
-        rows.append((name, scan.num_points, angle, r_ours, r_base, t_ours, t_base, ours.symmetry is not None))
-        print(f"{name}: {scan.num_points} scan points, direction error {angle:.2f} deg, "
-              f"symmetry {'used' if ours.symmetry is not None else 'not used'}", flush=True)
+        plane = object_report(name, ours, scan.points, {})["symmetry_plane"]
+        rows.append((name, scan.num_points, angle, r_ours, r_base, t_ours, t_base, plane))
+        print(f"{name}: {scan.num_points} scan points, direction error {angle:.2f} deg, report symmetry_plane "
+              f"{'null' if plane is None else np.round(plane['normal'], 3).tolist()}", flush=True)
         for label, r, t in (("completion", r_ours, t_ours), ("extrude", r_base, t_base)):
             print(f"  {label:10s} Chamfer-L1 {r['chamfer']:.4f}  F@1% {r['fscore']:.3f}  front dev max "
-                  f"{r['dev_max']:.2f} / mean {r['dev_mean']:.3f} voxel  watertight {r['watertight']}  {t:.1f} s",
-                  flush=True)
+                  f"{r['dev_max']:.2f} / mean {r['dev_mean']:.3f} voxel  watertight {r['watertight']}  "
+                  f"self-intersections {r['crossings']}  {t:.1f} s", flush=True)
         print(f"  Chamfer ratio extrude / completion: {r_base['chamfer'] / r_ours['chamfer']:.2f}x", flush=True)
-    print("\n| shape | scan points | method | Chamfer-L1 | F@1% | front dev max / mean (voxel) | watertight | time (s) |")
-    print("|---|---|---|---|---|---|---|---|")
-    for name, n, _, r_ours, r_base, t_ours, t_base, _ in rows:
+    print("\n| shape | scan points | method | Chamfer-L1 | F@1% | front dev max / mean (voxel) | watertight | "
+          "self-intersections | symmetry plane | time (s) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name, n, _, r_ours, r_base, t_ours, t_base, plane in rows:
         for label, r, t in (("completion", r_ours, t_ours), ("extrude", r_base, t_base)):
+            sym = "—" if label == "extrude" else ("null" if plane is None else "used")
             print(f"| {name} | {n} | {label} | {r['chamfer']:.4f} | {r['fscore']:.3f} | "
-                  f"{r['dev_max']:.2f} / {r['dev_mean']:.3f} | {r['watertight']} | {t:.1f} |")
+                  f"{r['dev_max']:.2f} / {r['dev_mean']:.3f} | {r['watertight']} | {r['crossings']} | {sym} | {t:.1f} |")
     better = all(r_o["chamfer"] < r_b["chamfer"] for _, _, _, r_o, r_b, *_ in rows)
     front_ok = all(r_o["dev_max"] <= 1.0 for _, _, _, r_o, *_ in rows)
-    print(f"\nbetter Chamfer than extrude on every shape: {better}; front deviation <= 1 voxel on every shape: {front_ok}")
+    no_false_plane = all(plane is None for name, *_, plane in rows if name.startswith("asymmetric"))
+    print(f"\nbetter Chamfer than extrude on every shape: {better}; front deviation <= 1 voxel on every shape: "
+          f"{front_ok}; no symmetry plane on the asymmetric shape: {no_false_plane}")
 
 
 if __name__ == "__main__":

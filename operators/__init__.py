@@ -6,7 +6,7 @@ from .reconstruct_gaussians import ORBITEX_OT_reconstruct_gaussians
 from .complete_back import ORBITEX_OT_complete_back
 from .texture_selected import ORBITEX_OT_texture_selected
 from .bake_from_cameras import ORBITEX_OT_bake_from_cameras
-from .batch_collection import ORBITEX_OT_batch_collection
+from .batch_collection import ORBITEX_OT_batch_collection, ORBITEX_OT_cancel_batch
 from .results import ORBITEX_OT_apply_result, ORBITEX_OT_open_result_folder
 
 CLASSES = (
@@ -20,6 +20,7 @@ CLASSES = (
     ORBITEX_OT_texture_selected,
     ORBITEX_OT_bake_from_cameras,
     ORBITEX_OT_batch_collection,
+    ORBITEX_OT_cancel_batch,
     ORBITEX_OT_apply_result,
     ORBITEX_OT_open_result_folder,
 )

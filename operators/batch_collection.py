@@ -140,3 +140,20 @@ class ORBITEX_OT_batch_collection(TextureOptions, BakeOptions, bpy.types.Operato
             wm.progress_end()
         track_all(batch.jobs, client)
         return self._report_summary(batch)
+
+
+class ORBITEX_OT_cancel_batch(bpy.types.Operator):
+    bl_idname = "orbitex.cancel_batch"
+    bl_label = "Cancel Batch"
+    bl_description = "Stop every unfinished job of the latest batch; finished results stay applied"
+
+    def execute(self, context):
+        from ..addon import session
+
+        if not batches or not batches[-1].active:
+            self.report({"ERROR"}, "no Orbitex batch is running")
+            return {"CANCELLED"}
+        for job in batches[-1].jobs:
+            if job.active:
+                session.board.cancel(job.id)
+        return {"FINISHED"}

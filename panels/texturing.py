@@ -186,7 +186,10 @@ class ORBITEX_PT_batch(_OrbitexSidebar, bpy.types.Panel):
             batch = batches[-1]
             box = layout.box()
             box.label(text=f"{batch.collection} · {batch.job_type}", icon="OUTLINER_COLLECTION")
-            box.progress(factor=batch.progress, type="BAR", text=f"{batch.progress * 100:.0f}%")
+            row = box.row()
+            row.progress(factor=batch.progress, type="BAR", text=f"{batch.progress * 100:.0f}%")
+            if batch.active:
+                row.operator("orbitex.cancel_batch", text="", icon="X")
             width = context.region.width if context.region else 300
             done, failed, skipped = batch.outcome()
             col = box.column(align=True)

@@ -1,13 +1,14 @@
 """The naive baseline the benchmark compares against: extrude the front by a constant thickness.
 
-Same front depth map and silhouette as the weight-free completion, so only the back differs: each
-scanner ray leaves the object a constant depth behind where it entered.
+Same front depth map, silhouette and front term as the weight-free completion, so only the back
+differs: each scanner ray leaves the object a constant depth behind where it entered.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .front_map import build_front_map
+from .free_space import FreeSpace
 from .geometric import Completion, extract_surface, make_view
 
 
@@ -21,5 +22,5 @@ def extrude_front(points: np.ndarray, normals: np.ndarray, direction: np.ndarray
         depth = fmap.depth[fmap.mask]
         thickness = max(float(depth.max() - depth.min()), 2.5 * fmap.voxel)
     back = fmap.depth + thickness
-    vertices, faces, _ = extract_surface(fmap, back)
+    vertices, faces, _ = extract_surface(fmap, back, free=FreeSpace(fmap, points))
     return Completion(vertices, faces, fmap, back, None, (f"extruded by {thickness:.4g}",))

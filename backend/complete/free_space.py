@@ -13,10 +13,8 @@ scan points deeper than w are still empty, so half the difference of the lateral
 the nearest point of each kind is a signed distance to the front's cross-section at w (the
 bisector between the last near and the first far point at a jump, the cut line on an oblique
 front). Where it agrees in sign with the ray term the smaller magnitude wins (both bound the
-true distance from above). Where they disagree, the points decide only in grid cells the front
-map cannot represent (corners straddling a depth jump or the silhouette border, where the ray
-term is a bilinear ramp between unrelated depths) and only beyond `trust` (noise); elsewhere the
-front map's fitted depth is the better judge.
+true distance from above); where they disagree by more than `trust` (beyond the depth noise:
+the ray term's bilinear ramp across a jump) the points decide.
 """
 from __future__ import annotations
 
@@ -24,8 +22,6 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from .front_map import FrontMap
-
-JUMP_VOXELS = 4.0  # corner front depths of a cell further apart than this straddle a depth jump
 
 
 class FreeSpace:
@@ -35,40 +31,44 @@ class FreeSpace:
         order = np.argsort(abw[:, 2], kind="stable")
         self.ab = np.ascontiguousarray(abw[order, :2])
         self.w = abw[order, 2]
-        d, m = fmap.depth, fmap.mask
-        corners_z = np.stack([d[:-1, :-1], d[1:, :-1], d[:-1, 1:], d[1:, 1:]])
-        corners_m = np.stack([m[:-1, :-1], m[1:, :-1], m[:-1, 1:], m[1:, 1:]])
-        # cells (i, j)-(i+1, j+1) whose bilinear front depth is a ramp between unrelated surfaces
-        self.rough = (np.ptp(corners_z, axis=0) > JUMP_VOXELS * fmap.voxel) | (corners_m.any(axis=0) & ~corners_m.all(axis=0))
+        self.points = cKDTree(fmap.view.to_local(points))  # local frame, for the skin
 
-    def front_term(self, local: np.ndarray, cap: float, trust: float, where: np.ndarray | None = None) -> np.ndarray:
-        """Signed distance (world units, > 0 in seen-empty space, clipped to +-`cap`) at a slice of
-        local-frame points (..., 3) that all lie at one depth w. The ray term alone is used outside
-        `where` (a bool mask of the slice) and where no scan point lies within `cap` sideways."""
+    def skin_term(self, local: np.ndarray, radius: float, where: np.ndarray) -> np.ndarray:
+        """Distance to the scan points less `radius` (a union of balls around them; inf outside
+        `where` and beyond 2 radius): the solid keeps this neighbourhood of every front point,
+        whatever its back depth says, so a front that the front map's nodes cannot hold (a wall
+        seen edge-on, the lip of an occluding edge) is not cut away behind the scan."""
+        out = np.full(local.shape[:-1], np.inf)
+        if where.any():
+            out[where] = self.points.query(local[where], distance_upper_bound=2.0 * radius, workers=-1)[0] - radius
+        return out
+
+    def front_term(self, local: np.ndarray, reach: float, trust: float, where: np.ndarray | None = None) -> np.ndarray:
+        """Signed distance (world units, > 0 in seen-empty space) at a slice of local-frame points
+        (..., 3) that all lie at one depth w. Sideways distances are measured up to `reach`; beyond
+        it, outside `where` (a bool mask of the slice) and where no scan point lies within reach,
+        the ray term alone is used."""
         fmap, view = self.fmap, self.fmap.view
         w = float(local.reshape(-1, 3)[0, 2])
         scale = float(view.scale(w))
         ab = local[..., :2] / scale if view.perspective else local[..., :2]
-        vertical = np.clip(fmap.sample(fmap.depth, ab) - w, -cap, cap)
+        vertical = fmap.sample(fmap.depth, ab) - w
         sel = np.ones(vertical.shape, bool) if where is None else where.copy()
         split = int(np.searchsorted(self.w, w, side="right"))  # points [0, split) lie at depth <= w
         if not sel.any() or split == 0 or split == len(self.w):
             return vertical  # the whole front is on one side of this depth: nothing to measure sideways
         q = ab[sel]
-        bound = 2.0 * cap / scale
+        bound = 2.0 * reach / scale
         blocked = cKDTree(self.ab[:split]).query(q, distance_upper_bound=bound, workers=-1)[0]
         empty = cKDTree(self.ab[split:]).query(q, distance_upper_bound=bound, workers=-1)[0]
-        known = np.isfinite(blocked) | np.isfinite(empty)
         with np.errstate(invalid="ignore"):
-            lateral = np.clip(0.5 * (np.minimum(blocked, bound) - np.minimum(empty, bound)) * scale, -cap, cap)
+            lateral = 0.5 * (blocked - empty) * scale
+        # both kinds of ray within reach: the boundary between them is measured, not guessed
+        measured = np.isfinite(lateral) & (np.abs(lateral) < reach)
         v = vertical[sel]
-        ij = fmap.node_coords(q)
-        ci = np.clip(np.floor(ij[:, 0]).astype(np.int64), 0, self.rough.shape[0] - 1)
-        cj = np.clip(np.floor(ij[:, 1]).astype(np.int64), 0, self.rough.shape[1] - 1)
-        points_decide = np.abs(v) >= trust
         agree = np.sign(lateral) == np.sign(v)
         both = np.where(agree, np.sign(v) * np.minimum(np.abs(v), np.abs(lateral)),
-                        np.where(points_decide, lateral, v))
+                        np.where(np.abs(v) >= trust, lateral, v))
         out = vertical.copy()
-        out[sel] = np.where(known, both, v)
+        out[sel] = np.where(measured, both, v)  # (inf - inf = nan is never measured)
         return out

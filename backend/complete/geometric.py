@@ -11,7 +11,11 @@ scanner ray enters the object at the front depth z_f and leaves at a back depth 
 - symmetry: when a mirror plane has strong support (symmetry.py), the mirrored front gives back
   depths directly; a screened membrane blends them into the rim-reflection back;
 - the solid {z_f <= w <= z_b, inside the silhouette (, above the ground)} becomes an SDF-like
-  field, and marching cubes gives a watertight mesh whose front lies on the scan.
+  field, and marching cubes gives a watertight mesh whose front lies on the scan. The field has
+  to be a distance near the front for that: its front term also measures sideways on the scan
+  points (free_space.py), and its back term keeps the layers of a depth jump apart
+  (`layered_back_term`); with the plain ray terms marching cubes cut occluding edges by more
+  than a voxel.
 """
 from __future__ import annotations
 
@@ -28,9 +32,10 @@ from .front_map import FrontMap, ViewFrame, build_front_map
 from .symmetry import SymmetryPlane, detect_symmetry
 
 JUMP_VOXELS = 4.0  # adjacent nodes whose front depths differ by more than this are a depth jump
-FRONT_CAP_VOXELS = 2.0  # the front term is measured (and clipped) this far from the front
+FRONT_REACH_VOXELS = 2.0  # the front term measures sideways this far from the front
 FRONT_TRUST_VOXELS = 0.5  # ray and sideways front terms disagreeing by more: the scan points decide
 LAYER_MARGIN_VOXELS = 2.0  # a deeper layer may reach this far in front of its extrapolated front
+SKIN_VOXELS = 2.0  # the solid keeps this neighbourhood of every scan point behind the front
 
 
 @dataclass(frozen=True)
@@ -85,7 +90,6 @@ def complete_geometric(points: np.ndarray, normals: np.ndarray, direction: np.nd
     vertices, faces, dropped = extract_surface(fmap, back, ground, free=FreeSpace(fmap, points))
     if dropped:
         notes.append(f"{dropped} small disconnected piece(s) were removed")
-    vertices = snap_front(vertices, faces, points, normals, view, fmap.voxel)
     progress(1.0, "surface")
     return Completion(vertices, faces, fmap, back, plane, tuple(notes))
 
@@ -235,8 +239,8 @@ def solid_field(fmap: FrontMap, back: np.ndarray, local: np.ndarray, free: FreeS
     """SDF-like field (world units, < 0 inside) of the completed solid at local-frame points (..., 3):
     the intersection of {w >= z_f}, {w <= z_b} (per depth layer, `layered_back_term`) and the
     silhouette cone. With `free` (then `local` must be one constant-depth slice) the front term
-    also measures sideways on the scan points, so it stays a distance across depth jumps
-    (free_space.py)."""
+    also measures sideways on the scan points, so it stays a distance across depth jumps, and
+    {w <= z_b} is widened by a skin of SKIN_VOXELS around every scan point (free_space.py)."""
     view = fmap.view
     w = local[..., 2]
     scale = view.scale(w)
@@ -246,8 +250,10 @@ def solid_field(fmap: FrontMap, back: np.ndarray, local: np.ndarray, free: FreeS
     if free is None:
         front = fmap.sample(fmap.depth, ab) - w
     else:
-        cap = FRONT_CAP_VOXELS * fmap.voxel
-        front = free.front_term(local, cap, FRONT_TRUST_VOXELS * fmap.voxel, where=(lateral < cap) & (behind < cap))
+        reach = FRONT_REACH_VOXELS * fmap.voxel
+        front = free.front_term(local, reach, FRONT_TRUST_VOXELS * fmap.voxel, where=(lateral < reach) & (behind < reach))
+        skin = SKIN_VOXELS * fmap.voxel
+        behind = np.minimum(behind, free.skin_term(local, skin, where=(behind > -skin) & (front < skin) & (lateral < skin)))
     return np.maximum(np.maximum(front, behind), lateral)
 
 
@@ -361,32 +367,14 @@ def extract_surface(fmap: FrontMap, back: np.ndarray, ground: np.ndarray | None 
         raise InputError("the completion is empty (the front is too small for the voxel grid)")
     verts, faces, _, _ = marching_cubes(values, level=0.0, spacing=(h, h, h), gradient_direction="descent")
     verts = verts + np.array([xs[0], ys[0], zs[0]])
-    return _clean_components(view.to_world(verts), faces.astype(np.int64))
+    return _clean_components(view.to_world(verts), faces.astype(np.int64), free, h)
 
 
-def snap_front(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray, normals: np.ndarray,
-               view: ViewFrame, voxel: float) -> np.ndarray:
-    """Move front-facing vertices (facing the scanner, within 1.5 voxels of the scan) onto the
-    tangent plane of their nearest scan point: marching cubes cuts corners at depth jumps and
-    rims by up to a voxel, the scan itself is the better front."""
-    from scipy.spatial import cKDTree
-
-    from ..assets.mesh import vertex_normals
-
-    vn = vertex_normals(vertices, faces).astype(np.float64)
-    rays = (vertices - view.origin) if view.perspective else np.broadcast_to(view.direction, vertices.shape)
-    facing = np.einsum("ij,ij->i", vn, rays) < 0
-    dist, nn = cKDTree(points).query(vertices, workers=-1)
-    offset = np.einsum("ij,ij->i", vertices - points[nn], normals[nn])
-    lateral = np.sqrt(np.maximum(dist**2 - offset**2, 0.0))
-    move = facing & (dist < 1.5 * voxel) & (lateral < 0.75 * voxel) & (np.einsum("ij,ij->i", vn, normals[nn]) > 0.5)
-    out = vertices.copy()
-    out[move] -= offset[move, None] * normals[nn[move]]
-    return out
-
-
-def _clean_components(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-    """Merge marching-cubes duplicates and drop specks (< 2 % of the largest piece's faces)."""
+def _clean_components(vertices: np.ndarray, faces: np.ndarray, support: FreeSpace | None = None,
+                      voxel: float = 0.0) -> tuple[np.ndarray, np.ndarray, int]:
+    """Merge marching-cubes duplicates and drop specks (< 2 % of the largest piece's faces) that
+    no scan point lies on (within a voxel): a small piece holding part of the scanned front, such as
+    a wall seen edge-on, is kept."""
     import trimesh
 
     mesh = trimesh.Trimesh(vertices, faces, process=True)
@@ -394,6 +382,13 @@ def _clean_components(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarr
     if len(pieces) <= 1:
         return np.asarray(mesh.vertices), np.asarray(mesh.faces, dtype=np.int64), 0
     largest = max(len(p.faces) for p in pieces)
-    kept = [p for p in pieces if len(p.faces) >= 0.02 * largest]
+
+    def seen(piece) -> bool:
+        if support is None:
+            return False
+        local = support.fmap.view.to_local(np.asarray(piece.vertices))
+        return bool(np.isfinite(support.points.query(local, distance_upper_bound=voxel, workers=-1)[0]).any())
+
+    kept = [p for p in pieces if len(p.faces) >= 0.02 * largest or seen(p)]
     merged = trimesh.util.concatenate(kept)
     return np.asarray(merged.vertices), np.asarray(merged.faces, dtype=np.int64), len(pieces) - len(kept)

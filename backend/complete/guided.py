@@ -8,7 +8,9 @@ import torch
 from scipy import ndimage
 
 from ..progress import Progress, no_progress, sub_progress
-from .geometric import Completion, _obliquity, complete_geometric, extract_surface, snap_front
+from .free_space import FreeSpace
+from .geometric import (FRONT_REACH_VOXELS, FRONT_TRUST_VOXELS, Completion, _obliquity, complete_geometric,
+                        extract_surface)
 from .guidance import LatentPrior, guided_sample, latent_mask
 from .sdf_band import Grid, band_sdf, cut_back_half
 
@@ -40,22 +42,24 @@ def complete_guided(points: np.ndarray, normals: np.ndarray, direction: np.ndarr
     voxel = fmap.voxel
     t_min = 2.5 * voxel * _obliquity(fmap)
 
-    def combined(local: np.ndarray) -> np.ndarray:
+    free_space = FreeSpace(fmap, points)
+    reach, trust = FRONT_REACH_VOXELS * voxel, FRONT_TRUST_VOXELS * voxel
+
+    def combined(local: np.ndarray) -> np.ndarray:  # one constant-depth slice
         world = fmap.view.to_world(local.reshape(-1, 3))
         idx = (to_model(world) + 0.5) / grid.voxel - 0.5  # fractional node index
         gen = ndimage.map_coordinates(field, idx.T, order=1, mode="nearest").reshape(local.shape[:-1])
         w = local[..., 2]
         s = fmap.view.scale(w)
         ab = local[..., :2] / (s[..., None] if fmap.view.perspective else 1.0)
-        zf = fmap.sample(fmap.depth, ab)
         lateral = fmap.sample(fmap.lateral, ab) * s
-        free = np.maximum(zf - w, lateral)  # > 0 where the scanner saw empty space
-        shell = np.maximum(free, w - zf - fmap.sample(t_min, ab))
+        front = free_space.front_term(local, reach, trust, where=lateral < reach)  # > 0 in seen-empty space
+        free = np.maximum(front, lateral)  # > 0 where the scanner saw empty space
+        shell = np.maximum(free, -front - fmap.sample(t_min, ab))
         return np.minimum(np.maximum(gen * grid.voxel * scale, free), shell)
 
     back = fmap.depth + scale
     vertices, faces, dropped = extract_surface(fmap, back, ground, field_fn=combined)
-    vertices = snap_front(vertices, faces, points, normals, fmap.view, voxel)
     progress(1.0, "surface")
     notes = (f"guided by {prior.name} (lambda {guidance:g}, {steps} steps, seed {seed})",)
     if dropped:

@@ -128,12 +128,20 @@ def intersecting_pairs(vertices: np.ndarray, faces: np.ndarray, among: np.ndarra
     pairs = pairs[close]
     shared = (faces[pairs[:, 0]][:, :, None] == faces[pairs[:, 1]][:, None, :]).sum(axis=(1, 2))
     pairs = pairs[shared <= 1]
+    normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    offset = np.einsum("ij,ij->i", normal, tri[:, 0])
     found = []
     for s in range(0, len(pairs), chunk):
         i, j = pairs[s:s + chunk, 0], pairs[s:s + chunk, 1]
+        # only triangles each of which has corners on both sides of the other's plane can cross
+        straddle = np.ones(len(i), bool)
+        for x, y in ((i, j), (j, i)):
+            side = np.einsum("nkj,nj->nk", tri[y], normal[x]) - offset[x][:, None]
+            straddle &= (side.max(axis=1) > 0) & (side.min(axis=1) < 0)
+        i, j = i[straddle], j[straddle]
         hit = np.zeros(len(i), bool)
         for x, y in ((i, j), (j, i)):
             for k in range(3):
                 hit |= _segments_cross_triangles(tri[x, k], tri[x, (k + 1) % 3], tri[y, 0], tri[y, 1], tri[y, 2])
-        found.append(pairs[s:s + chunk][hit])
+        found.append(np.stack([i[hit], j[hit]], axis=1))
     return np.concatenate(found) if found else np.zeros((0, 2), np.int64)

@@ -6,7 +6,7 @@ import torch
 import trimesh
 
 from backend.assets.mesh import make_mesh
-from backend.complete.simulate import scan_camera, simulate_point_map
+from backend.complete.simulate import asymmetric_blob, scan_camera, simulate_point_map
 
 
 def sphere_point_map(size: int = 96, noise: float = 0.001, centre=(0.0, 0.0, 0.0), radius: float = 0.5,
@@ -15,6 +15,23 @@ def sphere_point_map(size: int = 96, noise: float = 0.001, centre=(0.0, 0.0, 0.0
     s.apply_translation(centre)
     return simulate_point_map(make_mesh(s.vertices, s.faces), scan_camera(np.array(direction), size=size),
                               noise=noise, rasterizer="torch")
+
+
+def torus_point_map(size: int = 128, noise: float = 0.001) -> tuple[np.ndarray, trimesh.Trimesh]:
+    """A ring standing up, seen obliquely: its near side occludes the inside of its far side (depth
+    jumps of tens of voxels along the hole)."""
+    t = trimesh.creation.torus(major_radius=0.35, minor_radius=0.13, major_sections=64, minor_sections=32)
+    t.apply_transform(trimesh.transformations.rotation_matrix(np.pi / 2, [1, 0, 0]))
+    pm = simulate_point_map(make_mesh(t.vertices, t.faces), scan_camera(np.array([-0.6, -0.5, -1.0]), size=size),
+                            noise=noise, rasterizer="torch")
+    return pm, t
+
+
+def blob_point_map(size: int = 96, noise: float = 0.001) -> tuple[np.ndarray, trimesh.Trimesh]:
+    """The asymmetric blob (no mirror plane) scanned from one side, and its ground truth."""
+    blob = asymmetric_blob(4)
+    pm = simulate_point_map(blob, scan_camera(np.array([0.3, -0.2, -1.0]), size=size), noise=noise, rasterizer="torch")
+    return pm, trimesh.Trimesh(blob.positions, blob.faces, process=False)
 
 
 class TinyPrior(torch.nn.Module):

@@ -15,13 +15,13 @@ from backend.complete.direction import estimate_direction
 from backend.complete.front import point_map_triangles, scan_from_point_map
 from backend.complete.geometric import complete_geometric
 from backend.complete.guidance import guided_sample
-from backend.complete.metrics import chamfer_fscore, point_to_mesh_distance, sample_surface
+from backend.complete.metrics import chamfer_fscore, point_to_mesh_distance, sample_surface, self_intersections
 from backend.complete.scan import Scan, load_scan
 from backend.complete.scene import split_scene
 from backend.complete.sdf_band import Grid, band_sdf, cut_back_half
 from backend.errors import InputError, MissingWeightsError
 from backend.pipelines import complete as pipeline
-from tests.backend.complete_helpers import TinyPrior, sphere_point_map
+from tests.backend.complete_helpers import TinyPrior, blob_point_map, sphere_point_map, torus_point_map
 
 
 def _sha(path: Path) -> str:
@@ -101,6 +101,7 @@ def test_geometric_completion_is_watertight_keeps_the_front_and_beats_extrude():
     ours = complete_geometric(scan.points, normals, d.vector, scan.viewpoint, resolution=64)
     mesh = trimesh.Trimesh(ours.vertices, ours.faces, process=False)
     assert mesh.is_watertight and mesh.volume > 0
+    assert self_intersections(ours.vertices, ours.faces) == 0
     dev = point_to_mesh_distance(scan.points, ours.vertices, ours.faces)
     assert dev.max() <= ours.voxel  # front within one voxel of the scan
     truth = 4 / 3 * np.pi * 0.5**3
@@ -110,6 +111,56 @@ def test_geometric_completion_is_watertight_keeps_the_front_and_beats_extrude():
     c_ours = chamfer_fscore(sample_surface(ours.vertices, ours.faces, 20000), gt, 0.017)[0]
     c_base = chamfer_fscore(sample_surface(base.vertices, base.faces, 20000), gt, 0.017)[0]
     assert c_ours < 0.7 * c_base
+
+
+def test_front_stays_within_a_voxel_across_depth_jumps():
+    """The near side of an occluding edge is where marching cubes used to cut the front (the ray
+    term ramps across the jump); the sideways front term and the layered back keep it on the scan."""
+    pm, _ = torus_point_map()
+    scan = scan_from_point_map(pm, None, "ring", "ring.npy")
+    d, normals = estimate_direction(scan)
+    ours = complete_geometric(scan.points, normals, d.vector, scan.viewpoint, resolution=64)
+    fmap = ours.front_map
+    depth = fmap.depth
+    jumps = (np.abs(np.diff(depth, axis=0)) > 10 * ours.voxel) & fmap.mask[1:] & fmap.mask[:-1]
+    assert jumps.sum() > 20  # the scan does hold long depth jumps
+    mesh = trimesh.Trimesh(ours.vertices, ours.faces, process=False)
+    assert mesh.is_watertight
+    dev = point_to_mesh_distance(scan.points, ours.vertices, ours.faces)
+    assert dev.max() <= ours.voxel and dev.mean() < 0.2 * ours.voxel
+
+
+def test_asymmetric_blob_is_not_mirrored_and_beats_extrude(tmp_path):
+    pm, truth = blob_point_map()
+    path = tmp_path / "blob.npy"
+    np.save(path, pm)
+    out = pipeline.run({"scan": path}, pipeline.Params(resolution=64), tmp_path / "out", lambda f, s: None)
+    report = json.loads(out["report"].read_text())["objects"][0]
+    assert report["symmetry_plane"] is None and not any("mirrored" in n for n in report["notes"])
+    assert report["watertight"] and report["front_deviation"]["max_voxels"] <= 1.0
+    result = trimesh.load(out["blob.ply"], process=False)
+    scan = scan_from_point_map(pm, None, "blob", "blob.npy")
+    d, normals = estimate_direction(scan)
+    base = extrude_front(scan.points, normals, d.vector, scan.viewpoint, resolution=64)
+    gt = sample_surface(np.asarray(truth.vertices), np.asarray(truth.faces), 20000, seed=1)
+    threshold = 0.01 * float(np.linalg.norm(np.ptp(truth.vertices, axis=0)))
+    c_ours = chamfer_fscore(sample_surface(np.asarray(result.vertices), np.asarray(result.faces), 20000), gt, threshold)[0]
+    c_base = chamfer_fscore(sample_surface(base.vertices, base.faces, 20000), gt, threshold)[0]
+    assert c_ours < 0.9 * c_base
+
+
+def test_self_intersection_count():
+    s = trimesh.creation.icosphere(3)
+    moved = s.copy()
+    moved.apply_transform(trimesh.transformations.rotation_matrix(0.3, [0.2, 1, 0.4]))
+    moved.apply_translation([0.5, 0.0123, 0.0371])
+    crossing = trimesh.util.concatenate([s, moved])
+    apart = trimesh.util.concatenate([s, s.copy().apply_translation([2.5, 0, 0])])
+    assert self_intersections(np.asarray(crossing.vertices), np.asarray(crossing.faces)) > 50
+    assert self_intersections(np.asarray(apart.vertices), np.asarray(apart.faces)) == 0
+    dented = np.asarray(s.vertices).copy()
+    dented[0] *= -1.3  # one corner dragged through the far side
+    assert self_intersections(dented, np.asarray(s.faces)) > 0
 
 
 def test_point_to_mesh_distance_matches_brute_force():

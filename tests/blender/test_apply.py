@@ -46,7 +46,7 @@ def _chart_offsets(obj) -> np.ndarray:  # type: ignore[no-untyped-def]
 
 def _split_result(obj, exported: Path, out: Path, rng: np.random.Generator) -> np.ndarray:  # type: ignore[no-untyped-def]
     """A result GLB the way a UV-making backend may return it: one vertex per triangle corner,
-    triangles shuffled, corners rotated, node transform baked into the positions. Its UVs are
+    triangles shuffled, corners rotated or reversed, node transform baked into the positions. Its UVs are
     (polygon offset + a function of the corner's position); returns the per-loop UVs expected
     on `obj` (Blender convention)."""
     from orbitex.addon.glb_read import read_glb
@@ -60,9 +60,11 @@ def _split_result(obj, exported: Path, out: Path, rng: np.random.Generator) -> n
     local = (corners - corners.reshape(-1, 3).min(0)) / np.ptp(corners.reshape(-1, 3), axis=0).max()
     uv_blender = offsets[:, None, :] + 0.1 * local[..., :2]  # (T, 3, 2)
     perm = rng.permutation(len(corners))
-    roll = rng.integers(0, 3, len(corners))
-    pos = np.stack([np.roll(corners[t], -roll[t], axis=0) for t in perm]).reshape(-1, 3)
-    uvb = np.stack([np.roll(uv_blender[t], -roll[t], axis=0) for t in perm]).reshape(-1, 2)
+    # each triangle's corners rotated, and some reversed (a writer may flip the winding)
+    orders = [np.roll([0, 1, 2], -r)[::(-1 if f else 1)]
+              for r, f in zip(rng.integers(0, 3, len(corners)), rng.integers(0, 2, len(corners)))]
+    pos = np.stack([corners[t][orders[t]] for t in perm]).reshape(-1, 3)
+    uvb = np.stack([uv_blender[t][orders[t]] for t in perm]).reshape(-1, 2)
     uv_gltf = np.stack([uvb[:, 0], 1.0 - uvb[:, 1]], axis=1)
     write_glb(out, pos, np.arange(len(pos)).reshape(-1, 3), {0: uv_gltf})
     # expected per loop: the polygon's offset + the function of its vertex position
@@ -240,3 +242,19 @@ def test_open_result_folder_opens_the_job_results(clean, tmp_path, monkeypatch):
     monkeypatch.setattr(results, "open_folder", opened.append)
     assert bpy.ops.orbitex.open_result_folder(job_id=job.id) == {"FINISHED"}
     assert opened == [tmp_path / "work" / "results"]
+
+
+def test_an_object_in_edit_mode_is_left_alone(clean, tmp_path):
+    from orbitex.addon import scene_io
+
+    obj = new_mesh("Apply Editing", "ico", uvs=False)
+    exported = scene_io.export_mesh_glb(obj, tmp_path / "mesh.glb", apply_modifiers=False, texcoords=False)
+    _split_result(obj, exported, tmp_path / "result.glb", np.random.default_rng(3))
+    bpy.context.view_layer.objects.active = obj
+    bpy.ops.object.mode_set(mode="EDIT")
+    try:
+        with pytest.raises(ValueError, match="'Apply Editing' is in Edit Mode; leave Edit Mode and press Apply"):
+            scene_io.apply_texture_result(obj, tmp_path / "result.glb", _texture(tmp_path), exported, None, "x")
+    finally:
+        bpy.ops.object.mode_set(mode="OBJECT")
+    assert state(obj)["uv_maps"] == [] and state(obj)["slots"] == []

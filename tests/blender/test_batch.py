@@ -69,15 +69,15 @@ def test_invoke_bakes_in_the_background_with_overall_progress(session):
     from orbitex.operators.batch_collection import ORBITEX_OT_batch_collection, batches
 
     scene = bpy.context.scene
-    scene.render.resolution_x = scene.render.resolution_y = 32
+    scene.render.resolution_x = scene.render.resolution_y = 64
     scene.render.resolution_percentage = 100
     data = bpy.data.cameras.new("Batch Cam")
     cam = bpy.data.objects.new("Batch Cam", data)
     scene.collection.objects.link(cam)
     cam.location, cam.rotation_euler = (1.5, -8.0, 0.0), (np.pi / 2, 0.0, 0.0)  # looks along +Y at both meshes
-    data.lens = 30.0
-    image = bpy.data.images.new("Batch Cam image", 32, 32)
-    image.pixels.foreach_set(np.tile([0.2, 0.6, 0.9, 1.0], 32 * 32).astype(np.float32))
+    data.lens = 35.0
+    image = bpy.data.images.new("Batch Cam image", 64, 64)
+    image.pixels.foreach_set(np.tile([0.2, 0.6, 0.9, 1.0], 64 * 64).astype(np.float32))
     data.background_images.new().image = image
     collection, objs = _collection("Batch Bake")
     result, reports = invoke(ORBITEX_OT_batch_collection, collection=collection.name, mode="BAKE", **BAKE_PARAMS)
@@ -89,7 +89,8 @@ def test_invoke_bakes_in_the_background_with_overall_progress(session):
     assert progress[0] < 1.0 and progress[-1] == 1.0
     assert all(b >= a - 1e-9 for a, b in zip(progress, progress[1:]))  # it only climbs
     done, failed, skipped = batch.outcome()
-    assert sorted(done) == ["Batch Bake good", "Batch Bake no uv"] and [n for n, _ in failed] == ["Batch Bake points"]
+    assert sorted(done) == ["Batch Bake good", "Batch Bake no uv"], [(j.target, j.state, j.message) for j in batch.jobs]
+    assert [n for n, _ in failed] == ["Batch Bake points"]
     assert state(objs["good"])["slots"][-1] == "Batch Bake good Orbitex bake"
     bpy.data.objects.remove(cam)
 
@@ -101,3 +102,19 @@ def test_a_collection_without_meshes_is_an_error(session):
         bpy.ops.orbitex.batch_collection(collection="Batch Nothing")
     with pytest.raises(RuntimeError, match="no collection 'Nope'"):
         bpy.ops.orbitex.batch_collection(collection="Nope")
+
+
+def test_cancel_batch_stops_the_unfinished_jobs(session, tmp_path):
+    from orbitex.addon.client import BackendClient
+    from orbitex.addon.jobs import Job
+    from orbitex.operators.batch_collection import Batch, batches
+
+    jobs = [Job("texture", {}, {}, f"Batch Cancel {i}", tmp_path / str(i)) for i in range(2)]
+    jobs[0].state = "done"
+    for job in jobs:
+        session.board.add(job, BackendClient("http://127.0.0.1:9"), lambda j: None)
+    batches.append(Batch("Batch Cancel", "texture", jobs))
+    assert bpy.ops.orbitex.cancel_batch() == {"FINISHED"}
+    assert [j.state for j in jobs] == ["done", "cancelled"]
+    with pytest.raises(RuntimeError, match="no Orbitex batch is running"):
+        bpy.ops.orbitex.cancel_batch()

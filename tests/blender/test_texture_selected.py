@@ -80,7 +80,7 @@ def test_execute_textures_the_object_on_its_own_uv_map_and_keeps_the_old_materia
     material = obj.material_slots[1].material
     assert _material_uv_map(material) == "UVMap"
     image = _material_image(material)
-    assert image.packed_file is not None and tuple(image.size) == (256, 256)
+    assert image.packed_file is not None and tuple(image.size) == (TEXTURE_PARAMS["texture_size"],) * 2
     # the reference (red left, blue right) really lands on the front of the object, the right way round
     left, right = _front_colours(obj, "UVMap", image)
     assert left[0] > left[2] + 0.2 and right[2] > right[0] + 0.2, (left, right)

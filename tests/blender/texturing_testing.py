@@ -16,7 +16,7 @@ import numpy as np
 from orbitex_testing import backend_python, enabled_addon, prefs
 
 # Small sizes: the suite runs on a 2-core CPU.
-TEXTURE_PARAMS = {"frames": 8, "size": 64, "texture_size": 256, "voxel_res": 64}
+TEXTURE_PARAMS = {"frames": 4, "size": 48, "texture_size": 128, "voxel_res": 32}
 BAKE_PARAMS = {"texture_size": 256, "voxel_res": 64}
 
 
@@ -192,3 +192,67 @@ def invoke(op_cls: type, context=None, **props):  # type: ignore[no-untyped-def]
     standin = _OperatorStandin(op_cls, values)
     result = op_cls.invoke(standin, context or bpy.context, None)
     return result, standin.reports
+
+
+class RecordingLayout:
+    """Stands in for bpy.types.UILayout (bpy as a module draws no UI): records every call and
+    refuses what the real one would (unknown functions, keywords, icons, operators, operator
+    properties)."""
+
+    UI = bpy.types.UILayout.bl_rna.functions
+    ICONS = set(UI["label"].parameters["icon"].enum_items.keys())
+
+    def __init__(self, log: list, depth: int = 0) -> None:
+        self._log, self._depth = log, depth
+        self.alert = False
+        self.enabled = True
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        if name not in self.UI:
+            raise AttributeError(f"UILayout has no function {name!r}")
+        params = {p.identifier for p in self.UI[name].parameters}
+
+        def call(*args, **kwargs):  # type: ignore[no-untyped-def]
+            unknown = set(kwargs) - params
+            assert not unknown, f"UILayout.{name}() has no parameter(s) {unknown}"
+            if "icon" in kwargs:
+                assert kwargs["icon"] in self.ICONS, f"unknown icon {kwargs['icon']!r}"
+            if name in ("prop", "prop_search", "template_ID"):
+                data, prop = args[0], args[1]
+                assert prop in data.bl_rna.properties, f"{type(data).__name__} has no property {prop!r}"
+            self._log.append((self._depth, name, args, kwargs, self.alert))
+            if name == "operator":
+                return OperatorRecord(args[0])
+            if name in ("row", "column", "box", "split", "column_flow", "grid_flow"):
+                return RecordingLayout(self._log, self._depth + 1)
+            return None
+
+        return call
+
+
+class OperatorRecord:
+    """What layout.operator() returns: only the operator's own properties can be set."""
+
+    def __init__(self, idname: str) -> None:
+        module, name = idname.split(".")
+        assert hasattr(getattr(bpy.ops, module), name), f"no operator {idname}"
+        rna = getattr(getattr(bpy.ops, module), name).get_rna_type()
+        object.__setattr__(self, "_props", {p.identifier for p in rna.properties})
+        object.__setattr__(self, "idname", idname)
+        object.__setattr__(self, "values", {})
+
+    def __setattr__(self, key: str, value) -> None:  # type: ignore[no-untyped-def]
+        assert key in self._props, f"{self.idname} has no property {key!r}"
+        self.values[key] = value
+
+
+def draw_panel(panel_cls: type, width: int = 300) -> list:
+    """Run a panel's draw() against a RecordingLayout with the real context; the call log."""
+    from types import SimpleNamespace
+
+    log: list = []
+    panel = SimpleNamespace(layout=RecordingLayout(log))
+    context = SimpleNamespace(region=SimpleNamespace(width=width), active_object=bpy.context.active_object,
+                              selected_objects=bpy.context.selected_objects, scene=bpy.context.scene)
+    panel_cls.draw(panel, context)
+    return log
