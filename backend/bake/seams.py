@@ -7,10 +7,11 @@ offsets to cancel it. Edges inside one label region ask for smooth offsets, (g_i
 tiny ridge term fixes the free constant. Colours for d are averaged over a small footprint, so
 a pixel or two of misregistration between views does not read as a colour difference.
 
-Solved in two levels: one constant offset per connected label region (a small exact sparse
-solve, which already removes view-wide gain/bias differences), then conjugate gradient on the
-full per-voxel problem starting from it, which bends the offsets where one region meets several
-others with different needs.
+Solved in two levels: one constant offset per connected label region from the median seam
+difference of each pair of touching regions (a small exact sparse solve, robust to seam edges
+that straddle a misregistered colour edge; it removes view-wide gain/bias differences), then a
+few conjugate-gradient steps on the full per-voxel problem with the inlier seam edges, starting
+from it, which bends the offsets near seams where one region meets several others.
 """
 from __future__ import annotations
 
@@ -18,17 +19,23 @@ import numpy as np
 import torch
 
 from .colour import sample_bilinear
-
-
-def sample_blurred(images: torch.Tensor, view: torch.Tensor, px: torch.Tensor, py: torch.Tensor) -> torch.Tensor:
-    """Colours averaged over a 4-tap +-1 px footprint (about a 3 x 3 tent filter), only where needed."""
-    taps = [sample_bilinear(images, view, px + dx, py + dy) for dx in (-1.0, 1.0) for dy in (-1.0, 1.0)]
-    return torch.stack(taps).mean(0)
 from .surface import VoxelGraph
 from .visibility import ViewDepth, visibility
 
+
+def sample_blurred(images: torch.Tensor, view: torch.Tensor, px: torch.Tensor, py: torch.Tensor,
+                   spacing: float = 2.0) -> torch.Tensor:
+    """Colours averaged over a 3 x 3 grid of bilinear taps `spacing` px apart (a ~6 px box):
+    wide enough that fine texture shifted by a few pixels between views averages out."""
+    taps = [sample_bilinear(images, view, px + dx * spacing, py + dy * spacing)
+            for dx in (-1.0, 0.0, 1.0) for dy in (-1.0, 0.0, 1.0)]
+    return torch.stack(taps).mean(0)
+
+
 _OUTLIER = 0.35  # seam colour differences larger than this are occlusions or misregistration
 _RIDGE = 1e-4
+_MIN_CONF = 0.2  # both views must see a seam sample within ~78 deg of its normal
+_INLIER = 0.05  # seam differences further than this from their region pair's median are outliers
 _SMOOTH = 1.0
 
 
@@ -50,7 +57,7 @@ def seam_differences(graph: VoxelGraph, labels: np.ndarray, images: torch.Tensor
         k = torch.as_tensor(e[:, side])
         ca, pxa, pya = visibility(centres[k], normals[k], views, a)
         cb, pxb, pyb = visibility(centres[k], normals[k], views, b)
-        ok = (ca > 0) & (cb > 0)
+        ok = (ca > _MIN_CONF) & (cb > _MIN_CONF)  # grazing samples are blurred and shifted
         diff = sample_blurred(images, a[ok], pxa[ok], pya[ok]) - sample_blurred(images, b[ok], pxb[ok], pyb[ok])
         total[ok] += diff
         count[ok] += 1
@@ -77,16 +84,31 @@ def level_offsets(graph: VoxelGraph, labels: np.ndarray, seam_edges: np.ndarray,
     region_graph = sp.csr_matrix((np.ones(len(same)), (same[:, 0], same[:, 1])), shape=(n, n))
     _, region = connected_components(region_graph, directed=False)
     ri, rj = region[seam_edges[:, 0]], region[seam_edges[:, 1]]
-    used, local = np.unique(np.r_[ri, rj], return_inverse=True)
-    ri, rj = local[: len(ri)], local[len(ri):]
+    flip = ri > rj  # orient every seam edge from the lower region id to the higher
+    ri, rj = np.where(flip, rj, ri), np.where(flip, ri, rj)
+    d = np.where(flip[:, None], -seam_diff, seam_diff)
+    # one robust difference per pair of regions: the median over their seam edges, so edges that
+    # straddle a colour edge misregistered by a pixel or two do not bias the region offsets
+    pair_key = ri.astype(np.int64) * (region.max() + 1) + rj
+    order = np.argsort(pair_key, kind="stable")
+    keys, starts, counts = np.unique(pair_key[order], return_index=True, return_counts=True)
+    medians = np.stack([np.median(d[order[a:a + c]], axis=0) for a, c in zip(starts, counts)])
+    pi, pj = ri[order[starts]], rj[order[starts]]
+    used, local = np.unique(np.r_[pi, pj], return_inverse=True)
+    li, lj = local[: len(pi)], local[len(pi):]
     size = np.bincount(region, minlength=region.max() + 1)[used].astype(np.float64)
-    lap = _laplacian(ri, rj, np.ones(len(ri)), len(used)) + sp.diags(_RIDGE * size)
-    rhs = _divergence(ri, rj, seam_diff, len(used))
+    lap = _laplacian(li, lj, counts.astype(np.float64), len(used)) + sp.diags(_RIDGE * size)
+    rhs = _divergence(li, lj, medians * counts[:, None], len(used))
     region_offsets = np.stack([spsolve(lap.tocsc(), rhs[:, ch]) for ch in range(c)], 1)
     lookup = np.full(region.max() + 1, -1)
     lookup[used] = np.arange(len(used))
     has = lookup[region] >= 0
     offsets[has] = region_offsets[lookup[region[has]]]
+    # seam edges that disagree with their pair's median by more than _INLIER are left out below
+    pair_median = np.empty_like(d)
+    pair_median[order] = np.repeat(medians, counts, axis=0)
+    inlier = (np.abs(d - pair_median) < _INLIER).all(1)
+    seam_edges, seam_diff = seam_edges[inlier], seam_diff[inlier]
     # level 2: per-voxel refinement (smooth inside regions, seams made to agree)
     if cg_iterations > 0:
         lap = (_laplacian(seam_edges[:, 0], seam_edges[:, 1], np.ones(len(seam_edges)), n)

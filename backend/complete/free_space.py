@@ -15,6 +15,10 @@ bisector between the last near and the first far point at a jump, the cut line o
 front). Where it agrees in sign with the ray term the smaller magnitude wins (both bound the
 true distance from above); where they disagree by more than `trust` (beyond the depth noise:
 the ray term's bilinear ramp across a jump) the points decide.
+
+The points also give the solid a skin (`skin_term`): a front that the front map's nodes cannot
+hold, such as a wall seen edge-on whose points span many depths within one node, would otherwise
+be cut away by the back term.
 """
 from __future__ import annotations
 

@@ -90,6 +90,10 @@ def complete_geometric(points: np.ndarray, normals: np.ndarray, direction: np.nd
     vertices, faces, dropped = extract_surface(fmap, back, ground, free=FreeSpace(fmap, points))
     if dropped:
         notes.append(f"{dropped} small disconnected piece(s) were removed")
+    progress(0.9, "front snap")
+    vertices, undone = snap_front(vertices, faces, points, normals, view, fmap.voxel)
+    if undone:
+        notes.append(f"{undone} front vertices were left off the scan where snapping them would make triangles cross")
     progress(1.0, "surface")
     return Completion(vertices, faces, fmap, back, plane, tuple(notes))
 
@@ -246,14 +250,17 @@ def solid_field(fmap: FrontMap, back: np.ndarray, local: np.ndarray, free: FreeS
     scale = view.scale(w)
     ab = local[..., :2] / (scale[..., None] if view.perspective else 1.0)
     lateral = fmap.sample(fmap.lateral, ab) * scale
-    behind = layered_back_term(fmap, back, ab, w, margin=0.0 if free is None else LAYER_MARGIN_VOXELS * fmap.voxel)
+    margin = 0.0 if free is None else LAYER_MARGIN_VOXELS * fmap.voxel
+    behind = layered_back_term(fmap, back, ab, w, margin)
     if free is None:
         front = fmap.sample(fmap.depth, ab) - w
     else:
         reach = FRONT_REACH_VOXELS * fmap.voxel
-        front = free.front_term(local, reach, FRONT_TRUST_VOXELS * fmap.voxel, where=(lateral < reach) & (behind < reach))
+        front = free.front_term(local, reach, FRONT_TRUST_VOXELS * fmap.voxel,
+                                where=(lateral < reach) & (behind < reach))
         skin = SKIN_VOXELS * fmap.voxel
-        behind = np.minimum(behind, free.skin_term(local, skin, where=(behind > -skin) & (front < skin) & (lateral < skin)))
+        near = (behind > -skin) & (front < skin) & (lateral < skin)
+        behind = np.minimum(behind, free.skin_term(local, skin, where=near))
     return np.maximum(np.maximum(front, behind), lateral)
 
 
@@ -265,10 +272,9 @@ def layered_back_term(fmap: FrontMap, back: np.ndarray, ab: np.ndarray, w: np.nd
     its back (its front is the front term's business), every deeper one by its back and by its
     front extrapolated along the front's slope, less `margin` (it only has to keep the layers
     apart behind the occluder; where the scanner saw the deeper layer, the front term is exact),
-    and the cell's solid is their union. A plain
-    bilinear z_b would ramp from the near layer's thin back to the far one's and cut the far
-    surface next to the occluder; where the columns overlap (no jump) this is the bilinear
-    interpolation."""
+    and the cell's solid is their union. A plain bilinear z_b would ramp from the near layer's thin
+    back to the far one's and cut the far surface next to the occluder; where the columns overlap
+    (no jump) this is the bilinear interpolation."""
     ij = fmap.node_coords(ab)
     nx, ny = fmap.shape
     i0 = np.clip(np.floor(ij[..., 0]).astype(np.int64), 0, nx - 2)
@@ -370,11 +376,47 @@ def extract_surface(fmap: FrontMap, back: np.ndarray, ground: np.ndarray | None 
     return _clean_components(view.to_world(verts), faces.astype(np.int64), free, h)
 
 
+def snap_front(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray, normals: np.ndarray,
+               view: ViewFrame, voxel: float, rounds: int = 4) -> tuple[np.ndarray, int]:
+    """Move front-facing vertices (facing the scanner, within 1.5 voxels of the scan, agreeing in
+    normal) onto the tangent plane of their nearest scan point, so the front follows the scan to
+    well within a voxel; moves that make triangles cross are undone (vertices of crossing
+    triangles go back, until no moved vertex is in a crossing). Returns the vertices and how many
+    moves were undone."""
+    from scipy.spatial import cKDTree
+
+    from ..assets.mesh import vertex_normals
+    from .metrics import intersecting_pairs
+
+    vn = vertex_normals(vertices, faces).astype(np.float64)
+    rays = (vertices - view.origin) if view.perspective else np.broadcast_to(view.direction, vertices.shape)
+    facing = np.einsum("ij,ij->i", vn, rays) < 0
+    dist, nn = cKDTree(points).query(vertices, workers=-1)
+    offset = np.einsum("ij,ij->i", vertices - points[nn], normals[nn])
+    lateral = np.sqrt(np.maximum(dist**2 - offset**2, 0.0))
+    move = facing & (dist < 1.5 * voxel) & (lateral < 0.75 * voxel) & (np.einsum("ij,ij->i", vn, normals[nn]) > 0.5)
+    out = vertices.copy()
+    out[move] -= offset[move, None] * normals[nn[move]]
+    undone = 0
+    changed = move  # only triangles with a changed corner can have started crossing
+    for _ in range(rounds):
+        crossing = np.unique(faces[intersecting_pairs(out, faces, among=changed[faces].any(axis=1))].reshape(-1))
+        back = crossing[move[crossing]]
+        if len(back) == 0:
+            break
+        out[back] = vertices[back]
+        move[back] = False
+        changed = np.zeros(len(vertices), bool)
+        changed[back] = True
+        undone += len(back)
+    return out, undone
+
+
 def _clean_components(vertices: np.ndarray, faces: np.ndarray, support: FreeSpace | None = None,
                       voxel: float = 0.0) -> tuple[np.ndarray, np.ndarray, int]:
-    """Merge marching-cubes duplicates and drop specks (< 2 % of the largest piece's faces) that
-    no scan point lies on (within a voxel): a small piece holding part of the scanned front, such as
-    a wall seen edge-on, is kept."""
+    """Merge marching-cubes duplicates and drop specks (< 2 % of the largest piece's faces) unless
+    they are solid (half a voxel of volume or more) and a scan point lies on them (within a voxel):
+    a small piece holding part of the scanned front, such as a wall seen edge-on, is kept."""
     import trimesh
 
     mesh = trimesh.Trimesh(vertices, faces, process=True)
@@ -384,7 +426,7 @@ def _clean_components(vertices: np.ndarray, faces: np.ndarray, support: FreeSpac
     largest = max(len(p.faces) for p in pieces)
 
     def seen(piece) -> bool:
-        if support is None:
+        if support is None or not piece.is_watertight or piece.volume < 0.5 * voxel**3:
             return False
         local = support.fmap.view.to_local(np.asarray(piece.vertices))
         return bool(np.isfinite(support.points.query(local, distance_upper_bound=voxel, workers=-1)[0]).any())

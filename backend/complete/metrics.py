@@ -107,25 +107,29 @@ def self_intersections(vertices: np.ndarray, faces: np.ndarray) -> int:
 
 def intersecting_pairs(vertices: np.ndarray, faces: np.ndarray, among: np.ndarray | None = None,
                        chunk: int = 400_000) -> np.ndarray:
-    """(P, 2) face index pairs counted by `self_intersections`; with `among` (face indices) only
-    pairs with at least one face in it."""
+    """(P, 2) face index pairs counted by `self_intersections`; with `among` (a bool mask over the
+    faces) only the pairs with at least one face in it."""
     tri = vertices[faces].astype(np.float64)
     centroids = tri.mean(axis=1)
     radius = np.linalg.norm(tri - centroids[:, None], axis=2).max(axis=1)
+    reach = 2.0 * float(radius.max())
     tree = cKDTree(centroids)
-    if among is None:
-        pairs = tree.query_pairs(2.0 * float(radius.max()), output_type="ndarray")
-    else:
-        among = np.unique(among)
-        near = tree.query_ball_point(centroids[among], 2.0 * float(radius.max()), workers=-1)
-        counts = np.array([len(n) for n in near])
-        pairs = np.stack([np.repeat(among, counts), np.concatenate(near).astype(np.int64)], axis=1) if counts.sum() \
-            else np.zeros((0, 2), np.int64)
+    sub = None if among is None else np.flatnonzero(among)
+    if sub is None or len(sub) > 0.05 * len(faces):
+        pairs = tree.query_pairs(reach, output_type="ndarray")
+        if sub is not None:
+            pairs = pairs[among[pairs[:, 0]] | among[pairs[:, 1]]]
+    else:  # a few faces: look around them only
+        near = tree.query_ball_point(centroids[sub], reach)
+        counts = np.array([len(n) for n in near], dtype=np.int64)
+        if counts.sum() == 0:
+            return np.zeros((0, 2), np.int64)
+        pairs = np.stack([np.repeat(sub, counts), np.concatenate(near).astype(np.int64)], axis=1)
         pairs = np.unique(np.sort(pairs[pairs[:, 0] != pairs[:, 1]], axis=1), axis=0)
     if len(pairs) == 0:
         return np.zeros((0, 2), np.int64)
-    close = np.linalg.norm(centroids[pairs[:, 0]] - centroids[pairs[:, 1]], axis=1) <= radius[pairs[:, 0]] + radius[pairs[:, 1]]
-    pairs = pairs[close]
+    gap = np.linalg.norm(centroids[pairs[:, 0]] - centroids[pairs[:, 1]], axis=1)
+    pairs = pairs[gap <= radius[pairs[:, 0]] + radius[pairs[:, 1]]]
     shared = (faces[pairs[:, 0]][:, :, None] == faces[pairs[:, 1]][:, None, :]).sum(axis=(1, 2))
     pairs = pairs[shared <= 1]
     normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])

@@ -44,7 +44,8 @@ def asymmetric_blob(subdivisions: int = 5) -> Mesh:
     s = trimesh.creation.icosphere(subdivisions)
     v = np.asarray(s.vertices, dtype=np.float64)
     r = 0.42 + 0.05 * np.sin(3.1 * v[:, 0] + 1.3 * v[:, 1] + 0.7) + 0.04 * np.cos(2.3 * v[:, 1] - 1.7 * v[:, 2] + 0.2)
-    for centre, amp, width in (((0.6, 0.5, 0.62), 0.16, 0.35), ((-0.7, 0.1, 0.7), 0.10, 0.3), ((0.1, -0.8, 0.6), 0.12, 0.4)):
+    bumps = (((0.6, 0.5, 0.62), 0.16, 0.35), ((-0.7, 0.1, 0.7), 0.10, 0.3), ((0.1, -0.8, 0.6), 0.12, 0.4))
+    for centre, amp, width in bumps:
         c = np.array(centre) / np.linalg.norm(centre)
         r = r + amp * np.exp(-np.sum((v - c) ** 2, axis=1) / width**2)
     return make_mesh(v * r[:, None] * np.array([1.2, 0.9, 0.8]), np.asarray(s.faces))

@@ -29,8 +29,8 @@ def _truncated_scheduler(base_config: dict, strength: float):  # type: ignore[no
     class Truncated(FlowMatchEulerDiscreteScheduler):
         def set_timesteps(self, num_inference_steps=None, device=None, **kwargs):  # type: ignore[no-untyped-def]
             super().set_timesteps(num_inference_steps, device=device, **kwargs)
-            sigmas = self.sigmas[:-1]  # the last entry is the terminal 0
-            start = int(torch.nonzero(sigmas <= strength + 1e-6)[0, 0]) if bool((sigmas <= strength + 1e-6).any()) else len(sigmas) - 1
+            below = torch.nonzero(self.sigmas[:-1] <= strength + 1e-6)  # the last sigma is the terminal 0
+            start = int(below[0, 0]) if len(below) else len(self.sigmas) - 2  # at least the final step
             self.timesteps = self.timesteps[start:]
             self.sigmas = self.sigmas[start:]
             self._step_index = None

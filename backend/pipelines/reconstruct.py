@@ -88,7 +88,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for name, kind, text in (
         ("views", int, "cameras to fit to"), ("size", int, "view size in pixels"),
         ("rounds", int, "IM-3D refinement rounds (image input)"), ("iterations", int, "iterations of the first fit"),
-        ("gaussians", int, "initial Gaussians"), ("max-gaussians", int, "most Gaussians densification may reach"), ("sh-degree", int, "spherical-harmonic degree 0-3"),
+        ("gaussians", int, "initial Gaussians"), ("max-gaussians", int, "most Gaussians densification may reach"),
+        ("sh-degree", int, "spherical-harmonic degree 0-3"),
         ("strength", float, "noise strength of the first refinement round"), ("model", str, "orbit video model"),
         ("steps", int, "video model denoising steps"), ("video-size", int, "video model frame size"),
         ("prompt", str, "video model prompt"), ("seed", int, "random seed"), ("device", str, "auto, cpu or cuda"),

@@ -17,14 +17,20 @@ def sphere_point_map(size: int = 96, noise: float = 0.001, centre=(0.0, 0.0, 0.0
                               noise=noise, rasterizer="torch")
 
 
-def torus_point_map(size: int = 128, noise: float = 0.001) -> tuple[np.ndarray, trimesh.Trimesh]:
-    """A ring standing up, seen obliquely: its near side occludes the inside of its far side (depth
-    jumps of tens of voxels along the hole)."""
-    t = trimesh.creation.torus(major_radius=0.35, minor_radius=0.13, major_sections=64, minor_sections=32)
-    t.apply_transform(trimesh.transformations.rotation_matrix(np.pi / 2, [1, 0, 0]))
-    pm = simulate_point_map(make_mesh(t.vertices, t.faces), scan_camera(np.array([-0.6, -0.5, -1.0]), size=size),
-                            noise=noise, rasterizer="torch")
-    return pm, t
+def step_point_map(size: int = 128, noise: float = 0.001) -> np.ndarray:
+    """A plate held in front of a bigger block (by a post the scanner never sees), seen slightly
+    obliquely: occluding edges with depth jumps of ~10 voxels and the plate's side walls seen
+    almost edge-on."""
+    near = trimesh.creation.box([0.5, 0.5, 0.12])
+    near.apply_translation([0.03, 0.02, 0.25])
+    near.apply_transform(trimesh.transformations.rotation_matrix(0.2, [0, 0, 1]))
+    far = trimesh.creation.box([1.0, 0.9, 0.3])
+    far.apply_translation([0, 0, -0.1])
+    post = trimesh.creation.cylinder(radius=0.05, height=0.2)
+    post.apply_translation([0.03, 0.02, 0.1])
+    m = trimesh.util.concatenate([near, far, post])
+    return simulate_point_map(make_mesh(m.vertices, m.faces), scan_camera(np.array([0.15, -0.1, -1.0]), size=size),
+                              noise=noise, rasterizer="torch")
 
 
 def blob_point_map(size: int = 96, noise: float = 0.001) -> tuple[np.ndarray, trimesh.Trimesh]:
