@@ -6,7 +6,7 @@ back through the real loaders) is rendered from `--views` cameras on the orbit s
 measured on `--heldout` other views. Baseline in the same process: the initial Gaussians (surface
 samples with the texture's colours) on the same held-out views.
 
-  .venv/backend/bin/python bench/reconstruct.py [--iterations 1500] [--threads 1]
+  .venv/backend/bin/python bench/reconstruct.py [--iterations 700] [--threads 1]
 """
 from __future__ import annotations
 
@@ -44,9 +44,9 @@ def main() -> None:
     parser.add_argument("--views", type=int, default=64)
     parser.add_argument("--heldout", type=int, default=16)
     parser.add_argument("--size", type=int, default=128)
-    parser.add_argument("--iterations", type=int, default=1500)
+    parser.add_argument("--iterations", type=int, default=700)
     parser.add_argument("--gaussians", type=int, default=8000)
-    parser.add_argument("--max-gaussians", type=int, default=30000, help="densification cap")
+    parser.add_argument("--max-gaussians", type=int, default=15000, help="densification cap")
     parser.add_argument("--sh-degree", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a busy 2-core VM)")
     parser.add_argument("--rasterizer", default="auto")

@@ -10,7 +10,7 @@ from scipy import ndimage
 from ..progress import Progress, no_progress, sub_progress
 from .free_space import FreeSpace
 from .geometric import (FRONT_REACH_VOXELS, FRONT_TRUST_VOXELS, Completion, _obliquity, complete_geometric,
-                        extract_surface)
+                        extract_surface, snap_front)
 from .guidance import LatentPrior, guided_sample, latent_mask
 from .sdf_band import Grid, band_sdf, cut_back_half
 
@@ -60,6 +60,7 @@ def complete_guided(points: np.ndarray, normals: np.ndarray, direction: np.ndarr
 
     back = fmap.depth + scale
     vertices, faces, dropped = extract_surface(fmap, back, ground, field_fn=combined)
+    vertices, _ = snap_front(vertices, faces, points, normals, fmap.view, voxel)
     progress(1.0, "surface")
     notes = (f"guided by {prior.name} (lambda {guidance:g}, {steps} steps, seed {seed})",)
     if dropped:
