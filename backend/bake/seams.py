@@ -4,7 +4,7 @@ Each labelled voxel gets an additive RGB offset g. At a seam (an edge between vo
 labels a != b) both sides should agree: for every voxel k of the edge that both views see,
 d = c_k^a - c_k^b is how much brighter view a is there, and the term (g_i - g_j + d)^2 asks the
 offsets to cancel it. Edges inside one label region ask for smooth offsets, (g_i - g_j)^2, and a
-tiny ridge term fixes the free constant. Colours for d are averaged over a small footprint, so
+tiny ridge term fixes the free constant. Colours for d are averaged over the voxel's own texels, so
 a pixel or two of misregistration between views does not read as a colour difference.
 
 Solved in two levels: one constant offset per connected label region from the median seam
@@ -23,48 +23,54 @@ from .surface import VoxelGraph
 from .visibility import ViewDepth, visibility
 
 
-def sample_blurred(images: torch.Tensor, view: torch.Tensor, px: torch.Tensor, py: torch.Tensor,
-                   spacing: float = 2.0) -> torch.Tensor:
-    """Colours averaged over a 3 x 3 grid of bilinear taps `spacing` px apart (a ~6 px box):
-    wide enough that fine texture shifted by a few pixels between views averages out."""
-    taps = [sample_bilinear(images, view, px + dx * spacing, py + dy * spacing)
-            for dx in (-1.0, 0.0, 1.0) for dy in (-1.0, 0.0, 1.0)]
-    return torch.stack(taps).mean(0)
-
-
 _OUTLIER = 0.35  # seam colour differences larger than this are occlusions or misregistration
 _RIDGE = 1e-4
 _MIN_CONF = 0.2  # both views must see a seam sample within ~78 deg of its normal
 _INLIER = 0.05  # seam differences further than this from their region pair's median are outliers
 _SMOOTH = 1.0
+_SHRINK = 25.0  # seam edges at which a region pair's difference counts half
 
 
-def seam_differences(graph: VoxelGraph, labels: np.ndarray, images: torch.Tensor,
-                     views: ViewDepth) -> tuple[np.ndarray, np.ndarray]:
-    """Seam edges (S, 2) and their colour differences d (S, C) = view(label i) - view(label j)."""
+def seam_differences(graph: VoxelGraph, labels: np.ndarray, images: torch.Tensor, views: ViewDepth,
+                     points: torch.Tensor, normals: torch.Tensor, texel_voxel: np.ndarray,
+                     per_voxel: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """Seam edges (S, 2) and their colour differences d (S, C) = view(label i) - view(label j).
+
+    A voxel's colour in a view is the mean over (up to `per_voxel` of) its texels' exact
+    projections, i.e. over the same patch of surface in both views (an image-space blur would
+    cover more surface in the more oblique view and read texture as a colour difference)."""
     e = graph.edges
     li, lj = labels[e[:, 0]], labels[e[:, 1]]
     seam = (li >= 0) & (lj >= 0) & (li != lj)
     e, li, lj = e[seam], li[seam], lj[seam]
     if len(e) == 0:
         return e, np.zeros((0, images.shape[-1]), dtype=np.float32)
-    total = torch.zeros((len(e), images.shape[-1]), dtype=torch.float32)
-    count = torch.zeros(len(e), dtype=torch.float32)
-    centres = views.local(graph.centres)
-    normals = torch.as_tensor(graph.normals, dtype=torch.float32)
-    a, b = torch.as_tensor(li), torch.as_tensor(lj)
-    for side in (0, 1):
-        k = torch.as_tensor(e[:, side])
-        ca, pxa, pya = visibility(centres[k], normals[k], views, a)
-        cb, pxb, pyb = visibility(centres[k], normals[k], views, b)
-        ok = (ca > _MIN_CONF) & (cb > _MIN_CONF)  # grazing samples are blurred and shifted
-        diff = sample_blurred(images, a[ok], pxa[ok], pya[ok]) - sample_blurred(images, b[ok], pxb[ok], pyb[ok])
-        total[ok] += diff
-        count[ok] += 1
-    keep = (count > 0).numpy()
-    d = (total / count.clamp(min=1)[:, None]).numpy()
-    keep &= np.linalg.norm(d, axis=1) < _OUTLIER
-    return e[keep], d[keep]
+    # requests: (voxel, view) for both ends of every seam edge in both labels
+    req_vox = np.concatenate([e[:, 0], e[:, 0], e[:, 1], e[:, 1]])
+    req_view = np.concatenate([li, lj, li, lj])
+    order = np.argsort(texel_voxel, kind="stable")
+    first = np.searchsorted(texel_voxel[order], np.arange(len(graph)))
+    count = np.minimum(np.bincount(texel_voxel, minlength=len(graph)), per_voxel)
+    n = count[req_vox]
+    req = np.repeat(np.arange(len(req_vox)), n)
+    offset = np.arange(len(req)) - np.repeat(np.cumsum(n) - n, n)
+    texel = order[first[req_vox[req]] + offset]
+    view = torch.as_tensor(req_view[req])
+    conf, px, py = visibility(points[texel], normals[texel], views, view)
+    ok = (conf > _MIN_CONF).numpy()
+    colour = sample_bilinear(images, view[ok], px[ok], py[ok]).numpy()
+    hits = np.bincount(req[ok], minlength=len(req_vox)).astype(np.float64)
+    mean = np.stack([np.bincount(req[ok], colour[:, c], minlength=len(req_vox)) for c in range(colour.shape[1])], 1)
+    mean /= np.maximum(hits, 1)[:, None]
+    seen = hits >= max(1, per_voxel // 4)
+    s = len(e)
+    a_i, b_i, a_j, b_j = (mean[k * s:(k + 1) * s] for k in range(4))
+    ok_i, ok_j = seen[:s] & seen[s:2 * s], seen[2 * s:3 * s] & seen[3 * s:]
+    total = np.where(ok_i[:, None], a_i - b_i, 0) + np.where(ok_j[:, None], a_j - b_j, 0)
+    both = ok_i.astype(np.float64) + ok_j
+    d = total / np.maximum(both, 1)[:, None]
+    keep = (both > 0) & (np.linalg.norm(d, axis=1) < _OUTLIER)
+    return e[keep], d[keep].astype(np.float32)
 
 
 def level_offsets(graph: VoxelGraph, labels: np.ndarray, seam_edges: np.ndarray, seam_diff: np.ndarray,
@@ -93,6 +99,10 @@ def level_offsets(graph: VoxelGraph, labels: np.ndarray, seam_edges: np.ndarray,
     order = np.argsort(pair_key, kind="stable")
     keys, starts, counts = np.unique(pair_key[order], return_index=True, return_counts=True)
     medians = np.stack([np.median(d[order[a:a + c]], axis=0) for a, c in zip(starts, counts)])
+    # shrink the differences of pairs that touch along few seam edges (noise from aliasing and
+    # misregistration), so only well-supported differences move whole regions
+    raw_medians = medians.copy()
+    medians *= (counts / (counts + _SHRINK))[:, None]
     pi, pj = ri[order[starts]], rj[order[starts]]
     used, local = np.unique(np.r_[pi, pj], return_inverse=True)
     li, lj = local[: len(pi)], local[len(pi):]
@@ -106,7 +116,7 @@ def level_offsets(graph: VoxelGraph, labels: np.ndarray, seam_edges: np.ndarray,
     offsets[has] = region_offsets[lookup[region[has]]]
     # seam edges that disagree with their pair's median by more than _INLIER are left out below
     pair_median = np.empty_like(d)
-    pair_median[order] = np.repeat(medians, counts, axis=0)
+    pair_median[order] = np.repeat(raw_medians, counts, axis=0)
     inlier = (np.abs(d - pair_median) < _INLIER).all(1)
     seam_edges, seam_diff = seam_edges[inlier], seam_diff[inlier]
     # level 2: per-voxel refinement (smooth inside regions, seams made to agree)

@@ -15,7 +15,8 @@ scanner ray enters the object at the front depth z_f and leaves at a back depth 
   to be a distance near the front for that: its front term also measures sideways on the scan
   points (free_space.py), and its back term keeps the layers of a depth jump apart
   (`layered_back_term`); with the plain ray terms marching cubes cut occluding edges by more
-  than a voxel.
+  than a voxel. Front vertices are finally snapped onto the scan (`snap_front`), each move undone
+  where it would make triangles cross.
 """
 from __future__ import annotations
 
