@@ -40,7 +40,7 @@ def _no_new_job(server: Server, before: list[dict]) -> None:
     ("{not json", "not valid JSON"),
     ("[1, 2]", "must be a JSON object"),
     ('{"params": {}}', "needs a 'type'"),
-    ('{"type": "paint-the-moon"}', "unknown job type 'paint-the-moon'; known: fixture-sleep, "),
+    ('{"type": "paint-the-moon"}', "unknown job type 'paint-the-moon'; known: "),
     ('{"type": "fixture-sleep", "priority": 3}', "unknown key(s) in spec: priority"),
     ('{"type": "fixture-sleep", "params": [1]}', "'params' must be a JSON object"),
     ('{"type": "fixture-sleep", "params": {"stepz": 3}}', "unknown parameter(s) stepz"),

@@ -39,7 +39,7 @@ def test_service_and_pipeline_modules_import_without_torch() -> None:
 
 def test_serve_starts_without_importing_pipelines() -> None:
     probe = ("import sys; from backend import cli; import backend.service.server as s; "
-             "s.serve = lambda args: print(sorted(m for m in sys.modules if m.startswith('backend.pipelines.')))"
+             "s.run = lambda args: print(sorted(m for m in sys.modules if m.startswith('backend.pipelines.')))"
              " or 0; cli.main(['serve', '--port', '0'])")
     out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
