@@ -4,9 +4,11 @@ For each asset (bench/synthetic.py: text, plaid, thin): render 2 x 61-frame orbi
 views) at 512^2 with 2x supersampling, corrupt them (1-3 px warps, colour jitter, slight blur),
 bake with each method, then render the baked texture and the ground truth at 24 held-out views
 (off both orbits) and print PSNR (over the object's pixels) and SSIM, and seconds per stage.
-The baseline is `average` in the same process: the table gives mrf - average in dB.
+The baseline is `average` without alignment (the plain confidence-weighted average; `average` if
+that row is not run) in the same process: the table gives method - baseline in dB. Method names
+take variant suffixes: `-noseam` (no seam levelling), `-noalign` (no view alignment).
 
-  .venv/backend/bin/python bench/bake.py [--assets text,plaid,thin] [--methods mrf,mrf-noseam,greedy,average,optimize]
+  .venv/backend/bin/python bench/bake.py [--assets text,plaid,thin] [--methods mrf,mrf-noseam,mrf-noalign,greedy,average,average-noalign,optimize]
       [--frames 61] [--size 512] [--texture-size 2048] [--voxel-res 256] [--mrf-lambda 5] [--clean] [--threads N]
       [--json OUT]
 """
@@ -29,7 +31,7 @@ import torch  # noqa: E402
 
 from bench.synthetic import corrupt, held_out_cameras, make_asset, render_views  # noqa: E402
 
-METHODS = ("mrf", "mrf-noseam", "greedy", "average", "optimize")
+METHODS = ("mrf", "mrf-noseam", "mrf-noalign", "greedy", "average", "average-noalign", "optimize")
 
 
 def psnr_ssim(pred: np.ndarray, gt: np.ndarray, masks: np.ndarray) -> tuple[float, float]:
@@ -69,9 +71,10 @@ def run_asset(name: str, args: argparse.Namespace) -> list[dict]:
     rows = [{"asset": name, "method": "gt-resampled", "psnr": round(psnr, 2), "ssim": round(ssim, 4), "seconds": 0.0}]
     print(f"[{name}] ground truth at {args.texture_size}^2: PSNR {psnr:.2f} dB  SSIM {ssim:.4f} (upper bound)", flush=True)
     for method in args.methods:
-        params = BakeParams(method=method.split("-")[0], texture_size=args.texture_size, voxel_res=args.voxel_res,
-                            seam_levelling=method != "mrf-noseam", optimize_steps=args.optimize_steps,
-                            mrf_lambda=args.mrf_lambda)
+        base_method, *flags = method.split("-")  # variants: METHOD-noseam, METHOD-noalign (combinable)
+        params = BakeParams(method=base_method, texture_size=args.texture_size, voxel_res=args.voxel_res,
+                            seam_levelling="noseam" not in flags, align="noalign" not in flags,
+                            optimize_steps=args.optimize_steps, mrf_lambda=args.mrf_lambda)
         wall, cpu = time.perf_counter(), time.process_time()
         result = bake(asset.mesh, views, params)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
@@ -79,12 +82,15 @@ def run_asset(name: str, args: argparse.Namespace) -> list[dict]:
         psnr, ssim = psnr_ssim(pred, gt_views, gt_masks)
         row = {"asset": name, "method": method, "psnr": round(psnr, 2), "ssim": round(ssim, 4),
                "seconds": round(wall, 1), "cpu_seconds": round(cpu, 1), "stages": result.report["seconds"],
-               "voxels": result.report["voxels"], "unseen_fraction": round(result.report["unseen_fraction"], 4)}
+               "voxels": result.report["voxels"], "unseen_fraction": round(result.report["unseen_fraction"], 4),
+               "alignment": {k: v for k, v in result.report.get("alignment", {}).items() if k != "shift_px"}}
         rows.append(row)
         stages = " ".join(f"{k}={v:.1f}" for k, v in result.report["seconds"].items())
-        print(f"[{name}] {method:10s} PSNR {psnr:6.2f} dB  SSIM {ssim:.4f}  {wall:6.1f} s wall "
-              f"({cpu:.1f} s cpu)  [{stages}]", flush=True)
-    base = next((r for r in rows if r["method"] == "average"), None)
+        print(f"[{name}] {method:16s} PSNR {psnr:6.2f} dB  SSIM {ssim:.4f}  {wall:6.1f} s wall "
+              f"({cpu:.1f} s cpu)  [{stages}]" + (f"  align {row['alignment']}" if row["alignment"] else ""),
+              flush=True)
+    base = next((r for r in rows if r["method"] == "average-noalign"), None)
+    base = base or next((r for r in rows if r["method"] == "average"), None)
     if base:
         for r in rows:
             r["psnr_vs_average"] = round(r["psnr"] - base["psnr"], 2)
@@ -113,9 +119,9 @@ def main() -> None:
     rows = []
     for name in args.assets.split(","):
         rows += run_asset(name, args)
-    print("\nasset   method      PSNR dB  SSIM    vs average  seconds")
+    print("\nasset   method            PSNR dB  SSIM    vs average  seconds")
     for r in rows:
-        print(f"{r['asset']:7s} {r['method']:10s} {r['psnr']:7.2f}  {r['ssim']:.4f}  "
+        print(f"{r['asset']:7s} {r['method']:16s} {r['psnr']:7.2f}  {r['ssim']:.4f}  "
               f"{r.get('psnr_vs_average', float('nan')):+6.2f} dB  {r['seconds']:7.1f}")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))

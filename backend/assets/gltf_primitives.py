@@ -10,6 +10,7 @@ reader does not depend on materials.
 from __future__ import annotations
 
 import base64
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,7 +51,9 @@ def load_gltf(path: str | Path):  # type: ignore[no-untyped-def]
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     try:
-        return GLTF2().load(str(path))
+        with warnings.catch_warnings():  # pygltflib warns about what the InputError below reports
+            warnings.simplefilter("ignore")
+            return GLTF2().load(str(path))
     except Exception as exc:  # pygltflib raises many types for corrupt files
         raise InputError(f"{path.name}: cannot read the glTF ({type(exc).__name__}: {exc})") from None
 

@@ -1,8 +1,8 @@
 """Base colour of a mesh file's material: the texture image (times its colour factor), and lookup.
 
-The file is loaded the same way `load_mesh` loads it (trimesh, process=False, the same scene
-flattening), so the texture matches `Mesh.uvs`: several textured primitives are packed into one
-atlas by trimesh exactly when `load_mesh` concatenates them.
+A textured mesh and its texture are read together, by trimesh (which reads materials and packs the
+textures of several primitives into one atlas, remapping their UVs), so `Mesh.uvs` always match
+the texture. Geometry alone (`load_mesh`) reads glTF with the project's glTF reader.
 """
 from __future__ import annotations
 
@@ -11,26 +11,25 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from .mesh import MESH_SUFFIXES, Mesh, load_trimesh, mesh_from_trimesh
 
 
-def load_base_color(path: str | Path) -> np.ndarray | None:
-    """The base-colour texture of the mesh in `path` as (H, W, 3) float32 in [0, 1] (sRGB values,
-    baseColorFactor applied), or None when the material has no texture."""
-    import trimesh
-
-    from .mesh import MESH_SUFFIXES, _single_with_transform
-
+def load_textured_mesh(path: str | Path) -> tuple[Mesh, np.ndarray | None]:
+    """The mesh in `path` with UVs matching its base-colour texture, and that texture as (H, W, 3)
+    float32 in [0, 1] (sRGB values, baseColorFactor applied), None when the material has none."""
     path = Path(path)
     if path.suffix.lower() not in MESH_SUFFIXES or not path.is_file():
         raise InputError(f"{path.name}: not a readable mesh file")
-    try:
-        loaded = trimesh.load(path, process=False, maintain_order=True)
-        if isinstance(loaded, trimesh.Scene):
-            if not any(isinstance(g, trimesh.Trimesh) for g in loaded.geometry.values()):
-                return None
-            loaded = loaded.to_geometry() if len(loaded.graph.nodes_geometry) > 1 else _single_with_transform(loaded)
-    except Exception as exc:  # trimesh raises many types for corrupt files
-        raise InputError(f"{path.name}: cannot read the mesh ({type(exc).__name__}: {exc})") from None
+    loaded = load_trimesh(path)
+    return mesh_from_trimesh(loaded, path.name), _base_color(loaded)
+
+
+def load_base_color(path: str | Path) -> np.ndarray | None:
+    """The base-colour texture of the mesh in `path` (see `load_textured_mesh`), or None."""
+    return load_textured_mesh(path)[1]
+
+
+def _base_color(loaded) -> np.ndarray | None:  # type: ignore[no-untyped-def]
     material = getattr(getattr(loaded, "visual", None), "material", None)
     if material is None:
         return None

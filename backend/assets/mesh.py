@@ -1,8 +1,8 @@
 """Triangle meshes: loading GLB/glTF/OBJ/PLY into a `Mesh` value and normalizing it.
 
 Conventions: positions are in the file's own frame (glTF: Y up) with node transforms applied;
-UVs are per vertex with the OpenGL origin (v = 0 at the bottom of the image), as trimesh gives
-them; triangle and vertex order are the file's own (loaded with `process=False`).
+UVs are per vertex with the OpenGL origin (v = 0 at the bottom of the image); triangle and vertex
+order are the file's own (glTF through gltf_primitives, OBJ/PLY through trimesh with `process=False`).
 """
 from __future__ import annotations
 
@@ -95,67 +95,47 @@ def make_mesh(positions: np.ndarray, faces: np.ndarray, uvs: np.ndarray | None =
 def load_mesh(path: str | Path) -> Mesh:
     """Load a GLB/glTF/OBJ/PLY file as one Mesh (all primitives, node transforms applied).
 
-    UVs are kept whatever the material (trimesh keeps TEXCOORD_0 and OBJ `vt` without textures).
-    Raises InputError with the file name for anything unreadable.
+    glTF/GLB goes through the one glTF reader (gltf_primitives: pygltflib, UVs = the first UV map
+    on every primitive, whatever the material); OBJ/PLY through trimesh (OBJ `vt` kept without an
+    MTL). Raises InputError with the file name for anything unreadable.
     """
-    import trimesh
-
     path = Path(path)
     if path.suffix.lower() not in MESH_SUFFIXES:
         raise InputError(f"{path.name}: unsupported mesh format {path.suffix!r}; use one of {', '.join(MESH_SUFFIXES)}")
     if not path.is_file():
         raise InputError(f"{path}: no such file")
+    if path.suffix.lower() in (".glb", ".gltf"):
+        from .gltf_primitives import load_gltf_mesh
+
+        return load_gltf_mesh(path).mesh
+    return mesh_from_trimesh(load_trimesh(path), path.name)
+
+
+def load_trimesh(path: Path):  # type: ignore[no-untyped-def]
+    """The file as one trimesh.Trimesh (process=False, file order kept; a scene flattened with its
+    node transforms). Raises InputError naming the file."""
+    import trimesh
+
     try:
-        patched = _gltf_with_materials(path) if path.suffix.lower() in (".glb", ".gltf") else None
-        if patched is not None:
-            loaded = trimesh.load(patched, file_type="glb", process=False, maintain_order=True)
-        else:
-            loaded = trimesh.load(path, process=False, maintain_order=True)
+        loaded = trimesh.load(path, process=False, maintain_order=True)
+        if isinstance(loaded, trimesh.Scene):
+            if not any(isinstance(g, trimesh.Trimesh) for g in loaded.geometry.values()):
+                raise InputError(f"{path.name}: the file holds no triangle mesh")
+            loaded = loaded.to_geometry() if len(loaded.graph.nodes_geometry) > 1 else _single_with_transform(loaded)
+    except InputError:
+        raise
     except Exception as exc:  # trimesh raises many types for corrupt files
         raise InputError(f"{path.name}: cannot read the mesh ({type(exc).__name__}: {exc})") from None
-    if isinstance(loaded, trimesh.Scene):
-        geoms = [g for g in loaded.geometry.values() if isinstance(g, trimesh.Trimesh)]
-        if not geoms:
-            raise InputError(f"{path.name}: the file holds no triangle mesh")
-        loaded = loaded.to_geometry() if len(loaded.graph.nodes_geometry) > 1 else _single_with_transform(loaded)
     if not isinstance(loaded, trimesh.Trimesh) or len(loaded.faces) == 0:
         raise InputError(f"{path.name}: the file holds no triangles (a point cloud or an empty mesh)")
+    return loaded
+
+
+def mesh_from_trimesh(loaded, name: str) -> Mesh:  # type: ignore[no-untyped-def]
+    """A Mesh of a trimesh.Trimesh: its UVs (when it has them) and the file's normals (when given)."""
     uv = getattr(loaded.visual, "uv", None)
     normals = loaded.vertex_normals if "vertex_normals" in loaded._cache.cache else None
-    return make_mesh(loaded.vertices, loaded.faces, uv, normals, name=path.name)
-
-
-def _gltf_with_materials(path: Path):  # type: ignore[no-untyped-def]
-    """trimesh reads TEXCOORD_0 only from primitives that have a material, and a white mesh
-    exported from Blender often has none. For such a file, an in-memory GLB copy in which those
-    primitives get a plain material (the file itself is never touched); None when not needed."""
-    import io
-    import warnings
-
-    import pygltflib
-
-    try:
-        with warnings.catch_warnings():  # pygltflib warns about what trimesh will report anyway
-            warnings.simplefilter("ignore")
-            gltf = pygltflib.GLTF2.load(str(path))
-    except Exception:  # noqa: BLE001 - let trimesh report the unreadable file
-        return None
-    if gltf is None:
-        return None
-    bare = [p for m in gltf.meshes for p in m.primitives
-            if p.material is None and getattr(p.attributes, "TEXCOORD_0", None) is not None]
-    if not bare:
-        return None
-    gltf.materials.append(pygltflib.Material(name="orbitex_default"))
-    for primitive in bare:
-        primitive.material = len(gltf.materials) - 1
-    try:
-        if path.suffix.lower() == ".gltf":  # bring external buffers and images inside the GLB copy
-            gltf.convert_images(pygltflib.ImageFormat.BUFFERVIEW)
-            gltf.convert_buffers(pygltflib.BufferFormat.BINARYBLOB)
-        return io.BytesIO(b"".join(gltf.save_to_bytes()))
-    except Exception:  # noqa: BLE001 - fall back to trimesh on the file as it is
-        return None
+    return make_mesh(loaded.vertices, loaded.faces, uv, normals, name=name)
 
 
 def _single_with_transform(scene):  # type: ignore[no-untyped-def]

@@ -100,7 +100,7 @@ def bake(mesh: Mesh, views: "ViewSet", params: BakeParams | None = None,
     extent = float((mesh.positions.max(0) - mesh.positions.min(0)).max())
     tolerance = params.depth_tolerance * extent
     depth, uv_maps = rasterize_views(mesh, views.cameras, params.rasterizer, sub_progress(progress, 0.03, 0.25),
-                                     uv=params.method == "optimize")
+                                     uv=params.method == "optimize" or params.align)
     masks = None if views.masks is None else torch.as_tensor(np.asarray(views.masks, dtype=bool))
     valid = valid_pixels(depth, masks, params.edge_margin, jump=4 * tolerance)
     for i in range(len(views.cameras)):
@@ -120,7 +120,7 @@ def bake(mesh: Mesh, views: "ViewSet", params: BakeParams | None = None,
                                          sub_progress(progress, 0.25, 0.9))
         timer.lap("optimize")
     else:
-        colour, seen, chosen = _select_and_sample(graph, texels, texel_voxel, vd, images, params, report,
+        colour, seen, chosen = _select_and_sample(graph, texels, texel_voxel, vd, images, uv_maps, params, report,
                                                   timer, sub_progress(progress, 0.25, 0.9))
     if not seen.any():
         raise InputError("no view sees any of the mesh's surface (all depth tests failed): "
@@ -148,15 +148,27 @@ def bake(mesh: Mesh, views: "ViewSet", params: BakeParams | None = None,
 
 
 def _select_and_sample(graph: VoxelGraph, texels: Texels, texel_voxel: np.ndarray, vd: ViewDepth,
-                       images: torch.Tensor, params: BakeParams, report: dict, timer: _Timer,
-                       progress: Progress) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    conf, vcolour = selection.voxel_observations(graph, vd, images, sub_progress(progress, 0.0, 0.4))
+                       images: torch.Tensor, uv_maps: torch.Tensor | None, params: BakeParams, report: dict,
+                       timer: _Timer, progress: Progress) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    conf, vcolour = selection.voxel_observations(graph, vd, images, sub_progress(progress, 0.0, 0.3))
     candidates = selection.top_k(conf, params.top_k)
     seen_vox = (candidates[:, 0] >= 0).numpy()
     if not seen_vox.any():
         raise InputError("no view sees any of the mesh's surface (all depth tests failed): "
                          "check that the cameras and the mesh share one coordinate frame")
     timer.lap("visibility")
+    if params.align and uv_maps is not None:
+        from .align import align_views
+
+        images, alignment = align_views(images, uv_maps, texels, texel_voxel, candidates, vd, params.align_passes,
+                                        params.align_max_shift, progress=sub_progress(progress, 0.3, 0.4))
+        shift = np.linalg.norm(alignment.shift, axis=1)
+        report["alignment"] = {"mean_shift_px": round(float(shift.mean()), 3), "max_shift_px": round(float(shift.max()), 3),
+                               "gain_range": [round(float(alignment.gain.min()), 4), round(float(alignment.gain.max()), 4)],
+                               "offset_range": [round(float(alignment.offset.min()), 4),
+                                                round(float(alignment.offset.max()), 4)],
+                               "shift_px": np.round(alignment.shift, 3).tolist()}
+        timer.lap("align")
     labels = np.full(len(graph), -1, dtype=np.int64)
     if params.method in ("mrf", "greedy"):
         progress(0.4, "selecting views")

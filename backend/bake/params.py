@@ -25,6 +25,9 @@ class BakeParams:
     reference_view: int = 0  # index of the reference view (frame 0 of Ink3D's orbits)
     lock_angle: float = 60.0  # degrees
     seam_levelling: bool = True  # global per-label colour offsets that make seams agree
+    align: bool = True  # warp and colour-correct each view onto the surface before selection (align.py)
+    align_passes: int = 2  # estimate -> flow -> warp rounds (each from a sharper estimate)
+    align_max_shift: float = 8.0  # largest misalignment corrected, in pixels
     optimize_steps: int = 200  # gradient steps of the `optimize` method
     rasterizer: str = "auto"  # G-buffer rasterizer: auto | moderngl | torch | nvdiffrast
 
@@ -43,5 +46,7 @@ class BakeParams:
             raise InputError("mrf_iterations must be -1 (until convergence) or a positive count")
         if not 0 < self.lock_angle <= 90:
             raise InputError("lock_angle must be in (0, 90] degrees")
+        if self.align_passes < 1 or not self.align_max_shift > 0:
+            raise InputError("align_passes must be at least 1 and align_max_shift > 0")
         if self.optimize_steps < 1:
             raise InputError("optimize_steps must be at least 1")

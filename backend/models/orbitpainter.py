@@ -23,6 +23,7 @@ import torch
 from ..assets.mesh import Mesh
 from ..errors import OrbitexError
 from ..progress import Progress
+from ..render.conditioning import encode_normals, encode_positions
 from .generators import GenerateOptions, Orbit, Reference, composite, pick_device, validate_modes
 
 STEPS = 50
@@ -45,11 +46,6 @@ def require_diffsynth() -> None:
             "the orbitpainter generator runs through DiffSynth (pip install diffsynth), which needs torchvision; "
             f"it cannot be imported in this backend environment ({exc}). Install both on the GPU machine "
             "(pip install diffsynth torchvision matching its torch), or use --generator wan-vace or projection") from None
-
-
-def encode_positions(position: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
-    """Ink3D's position video encoding: [-0.5, 0.5] -> [0, 1] on the mesh, black elsewhere."""
-    return ((position.float().numpy() + 0.5) * mask.numpy()[..., None]).clip(0, 1).astype(np.float32)
 
 
 def lora_files(folder: Path) -> tuple[Path, Path]:
@@ -133,7 +129,7 @@ class OrbitPainterGenerator:
 
     def generate(self, mesh: Mesh, orbits: Sequence[Orbit], reference: Reference, options: GenerateOptions,
                  progress: Progress) -> dict[str, np.ndarray]:
-        from .wan_vace import _pil, _square, check_shape, encode_normals
+        from .wan_vace import _pil, _square, check_shape
 
         validate_modes(orbits, options)
         n, size = len(orbits[0]), orbits[0].gbuffers.mask.shape[1]

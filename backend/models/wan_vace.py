@@ -24,17 +24,13 @@ import torch
 from ..assets.mesh import Mesh
 from ..errors import InputError
 from ..progress import Progress, sub_progress
+from ..render.conditioning import encode_normals
 from .generators import (GenerateOptions, Orbit, Reference, composite, model_for, pick_device,
                          validate_modes)
 
 DEFAULT_STEPS = 30
 DEFAULT_GUIDANCE = 5.0
 NEGATIVE_PROMPT = "blurry, low quality, distorted, text, watermark, background clutter"
-
-
-def encode_normals(normal: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
-    """Ink3D's normal video encoding: [-1, 1] -> [0, 1] on the mesh, black elsewhere. (N,H,W,3)."""
-    return ((normal.float().numpy() + 1.0) * 0.5 * mask.numpy()[..., None]).clip(0, 1).astype(np.float32)
 
 
 def check_shape(frames: int, size: int, name: str = "wan-vace") -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import typing
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -33,6 +34,16 @@ def load(name: str) -> ModuleType:
     if name not in PIPELINES:
         raise InputError(f"unknown job type {name!r}; known: {', '.join(sorted(PIPELINES))}")
     return importlib.import_module(f"{__name__}.{PIPELINES[name]}")
+
+
+def output_paths(out: str | Path, suffix: str | tuple[str, ...], default_name: str) -> tuple[Path, Path]:
+    """(main result, folder for side results) by the CLI's --out convention: OUT.<suffix> is the main
+    result with the side results in OUT_files/ beside it (never among the user's files); any other
+    --out is a folder holding `default_name` and the side results."""
+    out = Path(out)
+    if out.suffix.lower() in ((suffix,) if isinstance(suffix, str) else suffix):
+        return out, out.with_name(out.stem + "_files")
+    return out / default_name, out
 
 
 def parse_params(params_cls: type, values: dict[str, Any] | None) -> Any:

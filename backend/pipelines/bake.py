@@ -17,6 +17,8 @@ from pathlib import Path
 from ..bake.params import METHODS, BakeParams
 from ..errors import InputError
 from ..progress import Progress
+from . import output_paths
+from .baked_glb import load_bake_target, uv_map_name, write_baked_glb
 
 NAME = "bake"
 INPUTS = {"mesh": "the mesh to texture (GLB/glTF/OBJ/PLY), with its UV map",
@@ -42,14 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reference-view", dest="reference_view", type=int, help="reference frame index (default 0)")
     parser.add_argument("--no-seam-levelling", dest="seam_levelling", action="store_false", default=None,
                         help="skip the global seam colour levelling")
+    parser.add_argument("--no-align", dest="align", action="store_false", default=None,
+                        help="skip aligning each view (optical flow + colour gain/offset) to the surface before selection")
     parser.add_argument("--rasterizer", choices=["auto", "moderngl", "torch", "nvdiffrast"], help="G-buffer rasterizer")
-
-
-def output_paths(out: Path) -> tuple[Path, Path]:
-    """(GLB path, folder for side results) following the CLI convention."""
-    if out.suffix.lower() == ".glb":
-        return out, out.with_name(out.stem + "_files")
-    return out / "baked.glb", out
 
 
 def _extract_views(archive: Path, into: Path) -> Path:
@@ -70,18 +67,17 @@ def _extract_views(archive: Path, into: Path) -> Path:
 
 
 def run(inputs: dict[str, Path], params: BakeParams, out_dir: Path, progress: Progress) -> dict[str, Path]:
-    from ..assets.glb_write import write_textured_glb
-    from ..assets.gltf_primitives import load_mesh_uv
     from ..assets.images import write_png
     from ..assets.viewset import read_viewset
     from ..bake.baker import bake
 
     mesh_path, views_path = Path(inputs["mesh"]), Path(inputs["views"])
-    glb_path, side = output_paths(Path(out_dir))
+    glb_path, side = output_paths(out_dir, ".glb", "baked.glb")
     if glb_path.resolve() == mesh_path.resolve():
         raise InputError(f"{glb_path}: the output would overwrite the input mesh")
     progress(0.0, "loading mesh")
-    mesh, gltf_mesh = load_mesh_uv(mesh_path, params.uv_map)
+    target = load_bake_target(mesh_path, params.uv_map)
+    mesh = target.mesh
     progress(0.01, "reading views")
     with tempfile.TemporaryDirectory(prefix="orbitex_views_") as tmp:
         if views_path.is_file() and views_path.suffix.lower() == ".zip":
@@ -96,13 +92,10 @@ def run(inputs: dict[str, Path], params: BakeParams, out_dir: Path, progress: Pr
     result = bake(mesh, views, params, sub_progress(progress, 0.05, 0.95))
     progress(0.96, "writing GLB")
     side.mkdir(parents=True, exist_ok=True)
-    write_textured_glb(mesh_path, glb_path, result.texture, result.mesh,
-                       uv_index=gltf_mesh.uv_index if gltf_mesh is not None else 0, vmapping=result.vmapping,
-                       primitives=gltf_mesh.primitives if gltf_mesh is not None else None)
+    write_baked_glb(target, result, glb_path)
     texture_path = write_png(side / "texture.png", result.texture)
     report = dict(result.report)
-    report["uv_map"] = (f"TEXCOORD_{gltf_mesh.uv_index}" if gltf_mesh is not None and gltf_mesh.uv_index is not None
-                        else ("xatlas" if result.vmapping is not None else "TEXCOORD_0"))
+    report["uv_map"] = uv_map_name(target, result)
     report["vertices_in"], report["vertices_out"] = mesh.num_vertices, result.mesh.num_vertices
     report_path = side / "report.json"
     report_path.write_text(json.dumps(report, indent=2, default=str))

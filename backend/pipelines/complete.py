@@ -15,6 +15,7 @@ from typing import Literal
 
 from ..errors import InputError
 from ..progress import Progress, sub_progress
+from . import output_paths
 
 NAME = "complete"
 INPUTS = {"scan": "scanned front: a mesh (GLB/glTF/OBJ/PLY/STL/OFF), a PLY point cloud, or an H x W x 3 point map (.npy, .exr) with optional confidence"}
@@ -64,14 +65,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _outputs(out: Path, names: list[str]) -> tuple[dict[str, Path], Path]:
     """Per-object result base paths (no suffix) and the report path (CLI --out convention)."""
-    if out.suffix.lower() in (".glb", ".ply"):
-        side = out.with_name(out.stem + "_files")
-        side.mkdir(parents=True, exist_ok=True)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        bases = {n: (out.with_suffix("") if i == 0 else side / n) for i, n in enumerate(names)}
-        return bases, side / "report.json"
-    out.mkdir(parents=True, exist_ok=True)
-    return {n: out / n for n in names}, out / "report.json"
+    main, side = output_paths(out, (".glb", ".ply"), "")  # a folder: main == side == out
+    side.mkdir(parents=True, exist_ok=True)
+    main.parent.mkdir(parents=True, exist_ok=True)
+    bases = {n: (main.with_suffix("") if i == 0 and main != side else side / n) for i, n in enumerate(names)}
+    return bases, side / "report.json"
 
 
 def run(inputs: dict[str, Path], params: Params, out_dir: Path, progress: Progress) -> dict[str, Path]:

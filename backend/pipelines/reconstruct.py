@@ -24,6 +24,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..progress import Progress, sub_progress
+from . import output_paths
 
 if TYPE_CHECKING:
     import torch
@@ -228,11 +229,7 @@ def frame_masks(frames: np.ndarray, threshold: float = 0.06) -> np.ndarray:
 
 def _outputs(out: Path, inputs: dict[str, Path]) -> tuple[Path, Path]:
     """(PLY path, folder for side results) following the CLI convention."""
-    out = Path(out)
-    if out.suffix.lower() == ".ply":
-        ply, side = out, out.with_name(out.stem + "_files")
-    else:
-        ply, side = out / "gaussians.ply", out
+    ply, side = output_paths(out, ".ply", "gaussians.ply")
     for role, path in inputs.items():
         if path.resolve() == ply.resolve():
             raise InputError(f"--out {ply} would overwrite the {role} input")
@@ -264,11 +261,11 @@ def run(inputs: dict[str, Path], params: Params, out_dir: Path, progress: Progre
 
 
 def _load_mesh_and_texture(path: Path) -> tuple["Mesh", "object", np.ndarray | None]:
-    from ..assets.material import load_base_color
-    from ..assets.mesh import load_mesh, normalize
+    from ..assets.material import load_textured_mesh
+    from ..assets.mesh import normalize
 
-    mesh, norm = normalize(load_mesh(path))
-    texture = load_base_color(path)
+    textured, texture = load_textured_mesh(path)  # UVs and texture read together: they match
+    mesh, norm = normalize(textured)
     if texture is not None and mesh.uvs is None:
         texture = None
     return mesh, norm, texture

@@ -85,6 +85,7 @@ def run(inputs: dict[str, Path], params: Params, out_dir: Path, progress: Progre
     from ..assets.mesh import load_mesh, normalize
     from ..assets.viewset import write_transforms
     from ..render.cameras import Camera, orbit
+    from ..render.conditioning import encode_normals, encode_positions
     from ..render.contact_sheet import contact_sheet, thumbnail
     from ..render.gbuffer import get_rasterizer, render_gbuffers
 
@@ -112,8 +113,7 @@ def run(inputs: dict[str, Path], params: Params, out_dir: Path, progress: Progre
             begin, end = start / len(cameras), (start + len(chunk)) / len(cameras)
             gb = render_gbuffers(mesh, chunk, raster, sub_progress(render_progress, begin, (begin + end) / 2))
             mask = gb.mask.cpu().numpy()
-            position = to_uint(np.where(mask[..., None], np.clip(gb.position.cpu().numpy() + 0.5, 0, 1), 0))
-            normal = to_uint(np.where(mask[..., None], (gb.normal.cpu().numpy() + 1) / 2, 0))
+            position, normal = to_uint(encode_positions(gb.position, mask)), to_uint(encode_normals(gb.normal, mask))
             del gb
             for j in range(len(chunk)):
                 index, name = start + j, names[start + j]

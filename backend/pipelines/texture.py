@@ -3,7 +3,9 @@
 Stages: check the generator's model (before any work) -> load mesh and reference (subject cut
 out, on black) -> horizontal and vertical orbit G-buffers around the reference view -> generator
 (projection | wan-vace | orbitpainter) -> view set -> bake onto the mesh's UVs -> GLB, texture
-PNG, turntable (PNG strip and MP4), report.
+PNG, turntable (PNG strip and MP4; `turntable=False` skips it), report. The mesh is loaded and the
+GLB written the way the bake pipeline does (backend/pipelines/baked_glb.py): the texture lands on
+the requested UV map (`uv_map`) of the input's own glTF.
 """
 from __future__ import annotations
 
@@ -15,8 +17,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
+from ..bake.params import METHODS, BakeParams
 from ..errors import InputError
 from ..progress import Progress
+from . import output_paths
+from .baked_glb import load_bake_target, uv_map_name, write_baked_glb
 
 NAME = "texture"
 INPUTS = {"mesh": "the white mesh (GLB, glTF, OBJ or PLY)",
@@ -44,8 +49,9 @@ class Params:
     method: Literal["mrf", "greedy", "average", "optimize"] = "mrf"  # bake view selection
     texture_size: int = 2048
     voxel_res: int = 256
-    uv_map: str | None = None
+    uv_map: str | None = None  # TEXCOORD_n (or n) to bake onto; None = the first
     rasterizer: str = "auto"
+    turntable: bool = True  # render the turntable preview (PNG strip + MP4; about half a small job's time)
 
     def __post_init__(self) -> None:
         if self.generator not in GENERATOR_NAMES:
@@ -54,6 +60,11 @@ class Params:
             raise InputError(f"frames must be between 1 and 241, not {self.frames}")
         if not 16 <= self.size <= 2048:
             raise InputError(f"size must be between 16 and 2048, not {self.size}")
+        self.bake_params()  # the bake's own checks, before any generation
+
+    def bake_params(self) -> BakeParams:
+        return BakeParams(method=self.method, texture_size=self.texture_size, voxel_res=self.voxel_res,
+                          uv_map=self.uv_map, rasterizer=self.rasterizer)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,18 +83,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--force-cpu", dest="force_cpu", action="store_true", default=None,
                         help="run a large video model on the CPU anyway (hours)")
-    parser.add_argument("--method", choices=("mrf", "greedy", "average", "optimize"), help="bake view selection")
+    parser.add_argument("--method", choices=METHODS, help="bake view selection (default mrf)")
     parser.add_argument("--texture-size", dest="texture_size", type=int, help="texture side (default 2048)")
     parser.add_argument("--voxel-res", dest="voxel_res", type=int, help="bake surface voxels (default 256)")
     parser.add_argument("--uv-map", dest="uv_map", help="UV map to bake onto (default: the first)")
     parser.add_argument("--rasterizer", help="auto | moderngl | torch | nvdiffrast")
-
-
-def output_paths(out: Path) -> tuple[Path, Path]:
-    """(GLB path, folder for the other results) per the CLI convention."""
-    if out.suffix.lower() == ".glb":
-        return out, out.with_name(out.stem + "_files")
-    return out / "textured.glb", out
+    parser.add_argument("--no-turntable", dest="turntable", action="store_false", default=None,
+                        help="skip the turntable preview (PNG strip and MP4)")
 
 
 def run(inputs: dict[str, Path], params: Params, out_dir: Path, progress: Progress) -> dict[str, Path]:
@@ -112,13 +118,14 @@ def run(inputs: dict[str, Path], params: Params, out_dir: Path, progress: Progre
     generators.prepare(params.generator, options, params.frames, params.size)
     lap("check_model")
 
-    from ..assets.mesh import load_mesh, normalize
+    from ..assets.mesh import normalize
     from ..models.reference import load_reference
 
-    glb_path, side = output_paths(Path(out_dir))
+    glb_path, side = output_paths(out_dir, ".glb", "textured.glb")
     if any(Path(glb_path).resolve() == Path(f).resolve() for f in inputs.values()):
         raise InputError(f"{glb_path.name}: the output would overwrite an input file; choose another --out")
-    mesh = load_mesh(inputs["mesh"])
+    target = load_bake_target(inputs["mesh"], params.uv_map)
+    mesh = target.mesh
     reference = load_reference(inputs["image"])
     height, width = reference.mask.shape
     user_camera = read_reference_camera(inputs["camera"], width, height) if inputs.get("camera") else None
@@ -152,52 +159,33 @@ def run(inputs: dict[str, Path], params: Params, out_dir: Path, progress: Progre
     lap("write_views")
 
     from ..bake.baker import bake
-    from ..bake.params import BakeParams
 
-    bake_params = BakeParams(method=params.method, texture_size=params.texture_size, voxel_res=params.voxel_res,
-                             uv_map=params.uv_map, rasterizer=params.rasterizer)
-    result = bake(mesh, views, bake_params, sub_progress(progress, 0.6, 0.92))
+    result = bake(mesh, views, params.bake_params(), sub_progress(progress, 0.6, 0.92))
     lap("bake")
 
-    progress(0.93, "writing GLB and turntable")
+    progress(0.93, "writing GLB" + (" and turntable" if params.turntable else ""))
     from ..assets.images import write_mp4, write_png
 
     side.mkdir(parents=True, exist_ok=True)
-    glb = write_glb(inputs["mesh"], result, glb_path)
-    texture_png = write_png(side / "texture.png", result.texture)
-    turntable = render_turntable(result.mesh, result.texture, norm, frame0, params.rasterizer)
-    strip = turntable[:: len(turntable) // TURNTABLE_STRIP][:TURNTABLE_STRIP]
-    turntable_png = write_png(side / "turntable.png", strip.transpose(1, 0, 2, 3).reshape(strip.shape[1], -1, 3))
-    turntable_mp4 = write_mp4((turntable * 255 + 0.5).astype("uint8"), side / "turntable.mp4", fps=24)
+    files = {"glb": write_baked_glb(target, result, glb_path),
+             "texture": write_png(side / "texture.png", result.texture), "views": views_json}
     lap("write")
+    if params.turntable:
+        turntable = render_turntable(result.mesh, result.texture, norm, frame0, params.rasterizer)
+        strip = turntable[:: len(turntable) // TURNTABLE_STRIP][:TURNTABLE_STRIP]
+        files["turntable"] = write_png(side / "turntable.png",
+                                       strip.transpose(1, 0, 2, 3).reshape(strip.shape[1], -1, 3))
+        files["turntable_video"] = write_mp4((turntable * 255 + 0.5).astype("uint8"), side / "turntable.mp4", fps=24)
+        lap("turntable")
 
     report = {"generator": params.generator, "params": asdict(params), "seconds": timings,
               "seconds_total": round(sum(timings.values()), 3), "bake": result.report,
-              "reference_alpha": reference.had_alpha, "generator_calls": _calls(generator)}
+              "uv_map": uv_map_name(target, result), "reference_alpha": reference.had_alpha,
+              "generator_calls": _calls(generator)}
     report_path = side / "report.json"
     report_path.write_text(json.dumps(report, indent=2, default=str))
     progress(1.0, "done")
-    return {"glb": glb, "texture": texture_png, "turntable": turntable_png, "turntable_video": turntable_mp4,
-            "views": views_json, "report": report_path}
-
-
-def write_glb(source: Path, result, path: Path) -> Path:  # type: ignore[no-untyped-def]
-    """The textured GLB. INTEGRATION: this should be the bake's writer (backend/assets/glb_write.py,
-    issue 3), which keeps the input's node transform; it was not in the tree when this was written.
-    Until then: trimesh writes the baked mesh (vertex order, triangles and UVs as loaded, node
-    transforms applied to the positions) with a PBR material whose base colour is the texture."""
-    import numpy as np
-    import trimesh
-    from PIL import Image
-
-    mesh = result.mesh
-    image = Image.fromarray((np.clip(result.texture, 0, 1) * 255 + 0.5).astype(np.uint8))
-    material = trimesh.visual.material.PBRMaterial(baseColorTexture=image, metallicFactor=0.0, roughnessFactor=0.8)
-    out = trimesh.Trimesh(mesh.positions, mesh.faces, vertex_normals=mesh.normals, process=False,
-                          visual=trimesh.visual.TextureVisuals(uv=mesh.uvs, material=material))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    out.export(path, file_type="glb")
-    return path
+    return {**files, "report": report_path}
 
 
 def _calls(generator: object) -> list[dict]:

@@ -89,3 +89,20 @@ def write_glb(path: Path, mesh: Mesh, uv_sets: list[np.ndarray] | None = None,
     gltf.set_binary_blob(bytes(blob))
     gltf.save_binary(str(path))
     return path
+
+
+def detailed_texture(size: int, cells: int = 16) -> np.ndarray:
+    """Smooth colours times a checker of `cells` x `cells` squares: edges for flow to lock onto."""
+    yy, xx = np.mgrid[0:size, 0:size]
+    checker = ((xx * cells // size + yy * cells // size) % 2).astype(np.float32)
+    return np.clip(smooth_texture(size) * (0.55 + 0.45 * checker[..., None]), 0, 1).astype(np.float32)
+
+
+def shift_image(image: np.ndarray, dx: float, dy: float) -> np.ndarray:
+    """The image moved by (dx, dy) px (content at x goes to x + dx), bilinear, borders replicated."""
+    import cv2
+
+    h, w = image.shape[:2]
+    xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    return cv2.remap(np.ascontiguousarray(image, dtype=np.float32), xs - dx, ys - dy, cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_REPLICATE)

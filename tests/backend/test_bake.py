@@ -19,7 +19,7 @@ from backend.bake.uv_raster import rasterize_uv, texel_samples
 from backend.errors import InputError
 from bench.synthetic import render_views, torus_mesh
 
-from bake_helpers import camera_towards, cube_mesh, quad_mesh, smooth_texture
+from bake_helpers import camera_towards, cube_mesh, detailed_texture, quad_mesh, shift_image, smooth_texture
 
 
 def _views(cams, images, masks=None) -> ViewSet:  # type: ignore[no-untyped-def]
@@ -239,6 +239,60 @@ def _seen_texels(mesh, cams, texels) -> np.ndarray:  # type: ignore[no-untyped-d
     return seen.numpy()
 
 
+# --- alignment ---------------------------------------------------------------------------------------
+
+def _torus_views(tex: int, size: int = 256):  # type: ignore[no-untyped-def]
+    from backend.render.cameras import orbit
+
+    mesh = torus_mesh(n=64)
+    gt = detailed_texture(tex, cells=24)
+    cams = orbit("horizontal", 12, size) + orbit("vertical", 12, size)[1:]
+    images, masks = render_views(mesh, gt, cams, supersample=2)
+    return mesh, gt, cams, images
+
+
+def test_flow_recovers_a_known_shift_of_an_image() -> None:
+    from backend.bake.align import view_flow
+
+    rng = np.random.default_rng(0)
+    import cv2
+
+    img = cv2.GaussianBlur(rng.random((128, 128, 3)).astype(np.float32), (0, 0), 2.0)
+    defined = np.zeros((128, 128), bool)
+    defined[16:112, 16:112] = True
+    flow = view_flow(img, shift_image(img, 2.0, -1.0), defined, max_shift=8.0)
+    # expected(x) = observed(x + flow): content moved by (+2, -1) is found at x + (2, -1)
+    assert np.allclose(flow[defined].mean(0), [2.0, -1.0], atol=0.3), flow[defined].mean(0)
+
+
+def test_alignment_recovers_a_view_shifted_by_two_pixels() -> None:
+    mesh, gt, cams, images = _torus_views(512)
+    k = 5
+    images[k] = shift_image(images[k], 2.0, 0.0)
+    result = bake(mesh, _views(cams, images), BakeParams(method="mrf", texture_size=512, voxel_res=64))
+    shifts = np.asarray(result.report["alignment"]["shift_px"])
+    assert np.linalg.norm(shifts[k] - [2.0, 0.0]) < 0.3, shifts[k]
+    others = np.delete(shifts, k, axis=0)
+    assert np.linalg.norm(others, axis=1).max() < 0.3, others
+
+
+def test_aligned_views_raise_mrf_psnr_on_seen_texels() -> None:
+    mesh, gt, cams, images = _torus_views(512)
+    rng = np.random.default_rng(3)
+    for i in range(len(images)):  # every frame off by 1.5-2.5 px in a random direction, and colour-jittered
+        a, r = rng.uniform(0, 2 * math.pi), rng.uniform(1.5, 2.5)
+        gain, bias = 1 + rng.uniform(-0.05, 0.05, 3), rng.uniform(-0.025, 0.025, 3)
+        images[i] = np.clip(shift_image(images[i], r * math.cos(a), r * math.sin(a)) * gain + bias, 0, 1)
+    texels = texel_samples(mesh, 512)
+    seen = _seen_texels(mesh, cams, texels)
+    psnr = {}
+    for align in (False, True):
+        result = bake(mesh, _views(cams, images), BakeParams(method="mrf", texture_size=512, voxel_res=64, align=align))
+        err = ((result.texture[texels.rows, texels.cols] - gt[texels.rows, texels.cols]) ** 2).mean(1)
+        psnr[align] = -10 * math.log10(err[seen].mean())
+    assert psnr[True] >= psnr[False] + 2.0, psnr
+
+
 def test_bake_makes_an_xatlas_uv_map_when_the_mesh_has_none() -> None:
     cube = cube_mesh()
     mesh = make_mesh(cube.positions, cube.faces)  # no UVs
@@ -295,3 +349,5 @@ def test_params_are_validated() -> None:
         BakeParams(texture_size=4)
     with pytest.raises(InputError):
         BakeParams(mrf_iterations=0)
+    with pytest.raises(InputError):
+        BakeParams(align_passes=0)

@@ -195,3 +195,41 @@ def test_camera_file(asset: dict, tmp_path: Path) -> None:
     path.write_text(json.dumps({"w": 100, "h": 50, "fl_x": 50, "frames": [{"transform_matrix": c2w.tolist()}]}))
     with pytest.raises(InputError, match="aspect"):
         texture.read_reference_camera(path, SIZE, SIZE)
+
+
+def test_second_uv_map_kept_glb_and_no_turntable(asset: dict, tmp_path: Path) -> None:
+    """uv_map=TEXCOORD_1: the texture lands on that map of the input's own glTF (node transform,
+    vertex order and the other UV map kept); turntable=False skips the preview."""
+    from bake_helpers import write_glb
+
+    from backend.assets.gltf_primitives import load_gltf, load_gltf_mesh
+    from backend.assets.images import read_image
+    from backend.assets.mesh import make_mesh, normalize
+    from backend.render.gbuffer import render_gbuffers
+
+    positions, faces, uvs = lathe_mesh(48, 24)
+    other = np.stack([1 - uvs[:, 1], uvs[:, 0]], 1)  # TEXCOORD_0: another layout the bake must not use
+    matrix = np.diag([2.0, 2.0, 2.0, 1.0])
+    matrix[:3, 3] = [0.3, -1.0, 0.5]  # a similarity: normalization undoes it, so the reference still fits
+    glb = write_glb(tmp_path / "two_maps.glb", make_mesh(positions, faces, uvs), [other, uvs], matrix)
+    out = tmp_path / "two_maps_textured.glb"
+    files = texture.run({"mesh": glb, "image": asset["image"]}, _params(uv_map="TEXCOORD_1", turntable=False),
+                        out, no_progress)
+    assert set(files) == {"glb", "texture", "views", "report"} and files["glb"] == out
+    assert not list(tmp_path.glob("two_maps_textured_files/turntable*"))
+    src, dst = load_gltf(glb), load_gltf(out)
+    assert dst.nodes[0].matrix == src.nodes[0].matrix
+    prim = dst.meshes[0].primitives[0]
+    assert dst.materials[prim.material].pbrMetallicRoughness.baseColorTexture.texCoord == 1
+    baked = load_gltf_mesh(out, "TEXCOORD_1").mesh
+    assert np.array_equal(baked.faces, faces) and np.allclose(baked.uvs, uvs, atol=1e-6)
+    assert np.allclose(load_gltf_mesh(out, "TEXCOORD_0").mesh.uvs, other, atol=1e-6)
+    assert json.loads(files["report"].read_text())["uv_map"] == "TEXCOORD_1"
+    norm_mesh, norm = normalize(baked)
+    camera, _ = texture.reference_camera(SIZE, SIZE, norm)
+    g = render_gbuffers(norm_mesh, [camera], "torch")
+    front = texture.sample_texture(baked, read_image(files["texture"])[..., :3], g.tri_id, g.bary, g.mask)[0]
+    assert psnr(front, asset["rgb"], asset["mask"]) > 28.0
+    with pytest.raises(InputError, match="no UV map 'TEXCOORD_4'"):
+        texture.run({"mesh": glb, "image": asset["image"]}, _params(uv_map="TEXCOORD_4"), tmp_path / "x.glb",
+                    no_progress)

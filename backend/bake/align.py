@@ -1,0 +1,201 @@
+"""Aligning the views to the surface before view selection (generated videos drift by pixels).
+
+A view set from a video model disagrees with the geometry by a smooth warp of a few pixels per
+frame and by a per-frame colour gain/offset. Selecting one sharp view per surface patch then puts
+every patch a few pixels off, and seams between views show the colour steps. So, before
+selection:
+
+1. estimate the texture from all views (confidence-weighted average of each texel's best views:
+   blurry, but the per-frame warps average out, so it sits on the surface),
+2. render each view's *expected* image from that estimate through the view's own UV G-buffer,
+3. measure the observed frame's misalignment against it with OpenCV's DIS optical flow, smoothed
+   by normalized convolution over the pixels where the estimate has texture (flow in flat regions
+   is noise, and the misalignment of a frame is smooth),
+4. resample the frame onto the geometry (cv2.remap) and fit a per-frame, per-channel gain and
+   offset against the estimate on band-limited colours (TexRecon-like photometric correction),
+5. optionally repeat once from an estimate made of the aligned frames (sharper, so a finer flow).
+
+Every later stage (selection, colour sampling, seam levelling) reads the aligned frames.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..progress import Progress, no_progress
+from .colour import texel_average
+from .fill import gutter_fill
+from .uv_raster import Texels
+from .visibility import ViewDepth
+
+ESTIMATE_VIEWS = 8  # views averaged per texel into the estimate (the best by confidence)
+SMOOTH_FRACTION = 1 / 48  # flow smoothing sigma as a fraction of the frame's larger side
+_MIN_GAIN, _MAX_GAIN = 0.5, 2.0
+
+
+@dataclass
+class ViewAlignment:
+    """What alignment did to each view: mean flow (N, 2) px, per-channel gain and offset (N, C)."""
+
+    shift: np.ndarray
+    gain: np.ndarray
+    offset: np.ndarray
+
+
+@dataclass
+class Estimate:
+    """A texture estimate made from every `stride`-th texel of a T x T texture: coarse texel
+    (R, C) holds texel (stride R, stride C), so its centre sits (stride - 1) / 2 texels of the
+    full texture up and left of the coarse grid's own texel centre."""
+
+    texture: torch.Tensor  # (T', T', C) float32, gutter-filled
+    seen: torch.Tensor  # (T', T') bool
+    stride: int
+    size: int  # T
+
+    def grid(self, uv: torch.Tensor) -> torch.Tensor:
+        """grid_sample coordinates (align_corners=False) of full-texture UVs (..., 2)."""
+        half = (self.stride - 1) / 2 / self.size
+        return torch.stack([(uv[..., 0] + half) * 2 - 1, 1 - 2 * (uv[..., 1] - half)], -1)
+
+
+def estimate_texture(texels: Texels, texel_voxel: np.ndarray, candidates: torch.Tensor, images: torch.Tensor,
+                     views: ViewDepth, stride: int = 2) -> Estimate:
+    """Confidence-weighted average texture over each texel's best views, from every `stride`-th
+    texel row and column (see Estimate)."""
+    size = -(-texels.size // stride)
+    keep = (texels.rows % stride == 0) & (texels.cols % stride == 0)
+    idx = np.nonzero(keep)[0]
+    points = views.local(texels.position[idx])
+    normals = torch.as_tensor(texels.normal[idx], dtype=torch.float32)
+    cand = candidates[torch.as_tensor(texel_voxel[idx])][:, :ESTIMATE_VIEWS]
+    colour, weight = texel_average(points, normals, cand, images, views)
+    seen = (weight > 0).numpy()
+    tex = np.zeros((size, size, images.shape[-1]), dtype=np.float32)
+    filled = np.zeros((size, size), dtype=bool)
+    r, c = texels.rows[idx] // stride, texels.cols[idx] // stride
+    tex[r[seen], c[seen]] = colour.numpy()[seen]
+    filled[r[seen], c[seen]] = True
+    return Estimate(torch.as_tensor(gutter_fill(tex, filled)), torch.as_tensor(filled), stride, texels.size)
+
+
+def expected_image(estimate: Estimate, uv: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """The view's image (H, W, C) float32 rendered from the estimate through its UV map (H, W, 2)
+    (NaN = empty), and where it is defined (H, W) bool (covered and the estimate seen there)."""
+    covered = torch.isfinite(uv).all(-1)
+    grid = estimate.grid(torch.nan_to_num(uv, nan=0.0))[None].float()
+    planes = torch.cat([estimate.texture.permute(2, 0, 1), estimate.seen.float()[None]])[None]
+    out = torch.nn.functional.grid_sample(planes, grid, mode="bilinear", padding_mode="border",
+                                          align_corners=False)[0]
+    defined = covered & (out[-1] > 0.99)
+    return out[:-1].permute(1, 2, 0).numpy(), defined.numpy()
+
+
+def _grey(img: np.ndarray) -> np.ndarray:
+    import cv2
+
+    g = cv2.cvtColor(np.clip(img, 0, 1).astype(np.float32), cv2.COLOR_RGB2GRAY) if img.shape[-1] == 3 else img[..., 0]
+    return np.round(np.clip(g, 0, 1) * 255).astype(np.uint8)
+
+
+def view_flow(expected: np.ndarray, observed: np.ndarray, defined: np.ndarray, max_shift: float,
+              flow_engine=None) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """Smooth flow (H, W, 2) with expected(x) ~ observed(x + flow(x)), measured where the
+    expected image is defined and has texture, extended elsewhere by normalized convolution."""
+    import cv2
+
+    h, w = defined.shape
+    e = np.where(defined[..., None], expected, observed)  # outside: identical, so no flow is read there
+    dis = flow_engine or cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    flow = dis.calc(_grey(e), _grey(observed), None)
+    # trust: inside the defined region (eroded past the flow's patch size) where there is texture
+    inner = cv2.erode(defined.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
+    ge = _grey(expected).astype(np.float32) / 255
+    gx, gy = cv2.Sobel(ge, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(ge, cv2.CV_32F, 0, 1, ksize=3)
+    texture = cv2.GaussianBlur(gx * gx + gy * gy, (0, 0), 2.0)
+    weight = (texture * inner * (np.abs(flow).max(-1) < max_shift)).astype(np.float32)
+    if weight.sum() <= 1e-6:
+        return np.zeros((h, w, 2), dtype=np.float32)
+    sigma = max(h, w) * SMOOTH_FRACTION
+    norm = cv2.GaussianBlur(weight, (0, 0), sigma)
+    mean = (flow * weight[..., None]).sum((0, 1)) / weight.sum()
+    eps = 1e-3 * float(norm.max())  # where no texture is near, fall back to the frame's mean flow
+    out = np.empty_like(flow)
+    for k in range(2):
+        out[..., k] = (cv2.GaussianBlur(flow[..., k] * weight, (0, 0), sigma) + eps * mean[k]) / (norm + eps)
+    return np.clip(out, -max_shift, max_shift).astype(np.float32)
+
+
+def warp(observed: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """observed resampled at x + flow(x) (bilinear, borders replicated)."""
+    import cv2
+
+    h, w = flow.shape[:2]
+    xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    return cv2.remap(observed, xs + flow[..., 0], ys + flow[..., 1], cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_REPLICATE)
+
+
+def colour_correction(observed: np.ndarray, expected: np.ndarray, defined: np.ndarray,
+                      sigma: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel gain a and offset b with observed ~ a * expected + b, fitted by least squares
+    on band-limited colours (both blurred by `sigma` px, so residual misregistration and the
+    estimate's softness do not bias it) over the defined pixels, with one pass of outlier trimming."""
+    import cv2
+
+    inner = cv2.erode(defined.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    c = observed.shape[-1]
+    gain, offset = np.ones(c, np.float32), np.zeros(c, np.float32)
+    if inner.sum() < 64:
+        return gain, offset
+    o = cv2.GaussianBlur(observed, (0, 0), sigma)[inner]
+    e = cv2.GaussianBlur(np.ascontiguousarray(expected), (0, 0), sigma)[inner]
+    for ch in range(c):
+        x, y = e[:, ch].astype(np.float64), o[:, ch].astype(np.float64)
+        keep = np.ones(len(x), dtype=bool)
+        for _ in range(2):
+            if x[keep].std() < 1e-3:  # flat channel: offset only
+                a, b = 1.0, float(np.median(y[keep] - x[keep]))
+            else:
+                a, b = np.polyfit(x[keep], y[keep], 1)
+            r = y - (a * x + b)
+            mad = np.median(np.abs(r[keep] - np.median(r[keep]))) + 1e-6
+            keep = np.abs(r) < 3 * 1.4826 * mad
+        gain[ch] = float(np.clip(a, _MIN_GAIN, _MAX_GAIN))
+        offset[ch] = float(b)
+    return gain, offset
+
+
+def align_views(images: torch.Tensor, uv_maps: torch.Tensor, texels: Texels, texel_voxel: np.ndarray,
+                candidates: torch.Tensor, views: ViewDepth, passes: int = 2, max_shift: float = 8.0,
+                colour: bool = True, progress: Progress = no_progress) -> tuple[torch.Tensor, ViewAlignment]:
+    """The views (N, H, W, C) resampled onto the geometry and colour-corrected against an
+    estimate of the texture (see the module docstring); each pass starts from the original
+    frames, with the estimate made from the previous pass's aligned frames."""
+    import cv2
+
+    n = images.shape[0]
+    observed = images.numpy()
+    current = images
+    shift = np.zeros((n, 2), np.float32)
+    gain = np.ones((n, images.shape[-1]), np.float32)
+    offset = np.zeros((n, images.shape[-1]), np.float32)
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    for p in range(passes):
+        estimate = estimate_texture(texels, texel_voxel, candidates, current, views)
+        out = np.empty_like(observed)
+        for i in range(n):
+            expected, defined = expected_image(estimate, uv_maps[i])
+            defined &= views.valid[i].numpy()
+            flow = view_flow(expected, observed[i], defined, max_shift, dis)
+            aligned = warp(observed[i], flow)
+            if colour:
+                gain[i], offset[i] = colour_correction(aligned, expected, defined)
+                aligned = (aligned - offset[i]) / gain[i]
+            out[i] = aligned
+            shift[i] = flow[defined].mean(0) if defined.any() else 0.0
+            progress((p + (i + 1) / n) / passes, "aligning views")
+        current = torch.as_tensor(out)
+    return current, ViewAlignment(shift, gain, offset)
