@@ -53,9 +53,12 @@ def load_gltf(path: str | Path):  # type: ignore[no-untyped-def]
     try:
         with warnings.catch_warnings():  # pygltflib warns about what the InputError below reports
             warnings.simplefilter("ignore")
-            return GLTF2().load(str(path))
+            gltf = GLTF2().load(str(path))
     except Exception as exc:  # pygltflib raises many types for corrupt files
-        raise InputError(f"{path.name}: cannot read the glTF ({type(exc).__name__}: {exc})") from None
+        raise InputError(f"{path.name}: cannot read the mesh (not a valid glTF: {type(exc).__name__}: {exc})") from None
+    if gltf is None:  # pygltflib returns None for some unreadable files
+        raise InputError(f"{path.name}: cannot read the mesh (not a valid glTF file)")
+    return gltf
 
 
 def buffer_bytes(gltf, folder: Path) -> list[bytes]:  # type: ignore[no-untyped-def]
