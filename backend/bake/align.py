@@ -7,7 +7,8 @@ selection:
 
 1. estimate the texture from all views (confidence-weighted average of each texel's best views:
    blurry, but the per-frame warps average out, so it sits on the surface),
-2. render each view's *expected* image from that estimate through the view's own UV G-buffer,
+2. render each view's *expected* image from that estimate, with the view's own observations
+   left out, through the view's own UV G-buffer,
 3. measure the observed frame's misalignment against it with OpenCV's DIS optical flow, smoothed
    by normalized convolution over the pixels where the estimate has texture (flow in flat regions
    is noise, and the misalignment of a frame is smooth),
@@ -25,10 +26,10 @@ import numpy as np
 import torch
 
 from ..progress import Progress, no_progress
-from .colour import texel_average
+from .colour import sample_bilinear
 from .fill import gutter_fill
 from .uv_raster import Texels
-from .visibility import ViewDepth
+from .visibility import ViewDepth, visibility
 
 ESTIMATE_VIEWS = 8  # views averaged per texel into the estimate (the best by confidence)
 SMOOTH_FRACTION = 1 / 48  # flow smoothing sigma as a fraction of the frame's larger side
@@ -46,12 +47,20 @@ class ViewAlignment:
 
 @dataclass
 class Estimate:
-    """A texture estimate made from every `stride`-th texel of a T x T texture: coarse texel
-    (R, C) holds texel (stride R, stride C), so its centre sits (stride - 1) / 2 texels of the
-    full texture up and left of the coarse grid's own texel centre."""
+    """A texture estimate made from every `stride`-th texel of a T x T texture, kept as per-view
+    contributions so each view can be compared against the estimate *without itself* (a view
+    in its own reference pulls the reference towards its own misalignment, and its neighbours
+    would then follow it). Coarse texel (R, C) holds texel (stride R, stride C), so its centre sits
+    (stride - 1) / 2 texels of the full texture up and left of the coarse grid's own centre."""
 
-    texture: torch.Tensor  # (T', T', C) float32, gutter-filled
+    texture: torch.Tensor  # (T', T', C) float32: the all-view estimate, gutter-filled
     seen: torch.Tensor  # (T', T') bool
+    total: torch.Tensor  # (T'^2, C) float32 confidence-weighted colour sums
+    weight: torch.Tensor  # (T'^2,) float32 confidence sums
+    pair_texel: torch.Tensor  # (P,) flat coarse texel of each (texel, view) observation, grouped by view
+    pair_colour: torch.Tensor  # (P, C) confidence x colour
+    pair_weight: torch.Tensor  # (P,) confidence
+    view_start: np.ndarray  # (N + 1,) observations of view i: view_start[i]:view_start[i + 1]
     stride: int
     size: int  # T
 
@@ -60,33 +69,70 @@ class Estimate:
         half = (self.stride - 1) / 2 / self.size
         return torch.stack([(uv[..., 0] + half) * 2 - 1, 1 - 2 * (uv[..., 1] - half)], -1)
 
+    def without(self, view: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The estimate (T', T', C) and its seen mask with `view`'s observations left out."""
+        sl = slice(int(self.view_start[view]), int(self.view_start[view + 1]))
+        idx = self.pair_texel[sl]
+        if len(idx) == 0:
+            return self.texture, self.seen
+        total = self.total[idx] - self.pair_colour[sl]
+        weight = self.weight[idx] - self.pair_weight[sl]
+        ok = weight > 1e-3
+        tex = self.texture.reshape(-1, self.texture.shape[-1]).clone()
+        seen = self.seen.reshape(-1).clone()
+        tex[idx[ok]] = total[ok] / weight[ok, None]
+        seen[idx[~ok]] = False
+        return tex.reshape(self.texture.shape), seen.reshape(self.seen.shape)
+
 
 def estimate_texture(texels: Texels, texel_voxel: np.ndarray, candidates: torch.Tensor, images: torch.Tensor,
                      views: ViewDepth, stride: int = 2) -> Estimate:
     """Confidence-weighted average texture over each texel's best views, from every `stride`-th
     texel row and column (see Estimate)."""
     size = -(-texels.size // stride)
-    keep = (texels.rows % stride == 0) & (texels.cols % stride == 0)
-    idx = np.nonzero(keep)[0]
-    points = views.local(texels.position[idx])
-    normals = torch.as_tensor(texels.normal[idx], dtype=torch.float32)
-    cand = candidates[torch.as_tensor(texel_voxel[idx])][:, :ESTIMATE_VIEWS]
-    colour, weight = texel_average(points, normals, cand, images, views)
-    seen = (weight > 0).numpy()
-    tex = np.zeros((size, size, images.shape[-1]), dtype=np.float32)
-    filled = np.zeros((size, size), dtype=bool)
-    r, c = texels.rows[idx] // stride, texels.cols[idx] // stride
-    tex[r[seen], c[seen]] = colour.numpy()[seen]
-    filled[r[seen], c[seen]] = True
-    return Estimate(torch.as_tensor(gutter_fill(tex, filled)), torch.as_tensor(filled), stride, texels.size)
+    keep = np.nonzero((texels.rows % stride == 0) & (texels.cols % stride == 0))[0]
+    flat = torch.as_tensor((texels.rows[keep] // stride) * size + texels.cols[keep] // stride)
+    points = views.local(texels.position[keep])
+    normals = torch.as_tensor(texels.normal[keep], dtype=torch.float32)
+    cand = candidates[torch.as_tensor(texel_voxel[keep])][:, :ESTIMATE_VIEWS]
+    c = images.shape[-1]
+    texel_ids, view_ids, colours, confs = [], [], [], []
+    for rank in range(cand.shape[1]):
+        view = cand[:, rank]
+        idx = torch.nonzero(view >= 0).squeeze(1)
+        if len(idx) == 0:
+            break
+        conf, px, py = visibility(points[idx], normals[idx], views, view[idx])
+        ok = conf > 0
+        idx, w = idx[ok], conf[ok]
+        texel_ids.append(flat[idx])
+        view_ids.append(view[idx])
+        confs.append(w)
+        colours.append(w[:, None] * sample_bilinear(images, view[idx], px[ok], py[ok]))
+    pair_texel = torch.cat(texel_ids) if texel_ids else torch.zeros(0, dtype=torch.long)
+    pair_view = torch.cat(view_ids) if view_ids else torch.zeros(0, dtype=torch.long)
+    pair_weight = torch.cat(confs) if confs else torch.zeros(0)
+    pair_colour = torch.cat(colours) if colours else torch.zeros((0, c))
+    order = torch.argsort(pair_view, stable=True)
+    pair_texel, pair_view, pair_weight, pair_colour = pair_texel[order], pair_view[order], pair_weight[order], pair_colour[order]
+    view_start = np.searchsorted(pair_view.numpy(), np.arange(len(views) + 1))
+    total = torch.zeros((size * size, c)).index_add_(0, pair_texel, pair_colour)
+    weight = torch.zeros(size * size).index_add_(0, pair_texel, pair_weight)
+    filled = (weight > 0).reshape(size, size)
+    tex = (total / weight.clamp(min=1e-12)[:, None]).reshape(size, size, c).numpy()
+    texture = torch.as_tensor(gutter_fill(tex, filled.numpy()))
+    return Estimate(texture, filled, total, weight, pair_texel, pair_colour, pair_weight, view_start, stride,
+                    texels.size)
 
 
-def expected_image(estimate: Estimate, uv: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """The view's image (H, W, C) float32 rendered from the estimate through its UV map (H, W, 2)
-    (NaN = empty), and where it is defined (H, W) bool (covered and the estimate seen there)."""
+def expected_image(estimate: Estimate, uv: torch.Tensor, leave_out: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The view's image (H, W, C) float32 rendered from the estimate (without view `leave_out`)
+    through its UV map (H, W, 2) (NaN = empty), and where it is defined (H, W) bool (covered and
+    the estimate seen there)."""
+    texture, seen = (estimate.texture, estimate.seen) if leave_out is None else estimate.without(leave_out)
     covered = torch.isfinite(uv).all(-1)
     grid = estimate.grid(torch.nan_to_num(uv, nan=0.0))[None].float()
-    planes = torch.cat([estimate.texture.permute(2, 0, 1), estimate.seen.float()[None]])[None]
+    planes = torch.cat([texture.permute(2, 0, 1), seen.float()[None]])[None]
     out = torch.nn.functional.grid_sample(planes, grid, mode="bilinear", padding_mode="border",
                                           align_corners=False)[0]
     defined = covered & (out[-1] > 0.99)
@@ -118,13 +164,15 @@ def view_flow(expected: np.ndarray, observed: np.ndarray, defined: np.ndarray, m
     weight = (texture * inner * (np.abs(flow).max(-1) < max_shift)).astype(np.float32)
     if weight.sum() <= 1e-6:
         return np.zeros((h, w, 2), dtype=np.float32)
+    # normalized convolution, at a quarter of the resolution (the result is smooth at that scale)
     sigma = max(h, w) * SMOOTH_FRACTION
-    norm = cv2.GaussianBlur(weight, (0, 0), sigma)
+    small = (max(1, w // 4), max(1, h // 4))
+    planes = cv2.resize(np.dstack([flow * weight[..., None], weight]), small, interpolation=cv2.INTER_AREA)
+    planes = cv2.GaussianBlur(planes, (0, 0), sigma * small[0] / w)
     mean = (flow * weight[..., None]).sum((0, 1)) / weight.sum()
-    eps = 1e-3 * float(norm.max())  # where no texture is near, fall back to the frame's mean flow
-    out = np.empty_like(flow)
-    for k in range(2):
-        out[..., k] = (cv2.GaussianBlur(flow[..., k] * weight, (0, 0), sigma) + eps * mean[k]) / (norm + eps)
+    eps = 1e-3 * float(planes[..., 2].max())  # where no texture is near, fall back to the frame's mean flow
+    smooth = (planes[..., :2] + eps * mean) / (planes[..., 2:] + eps)
+    out = cv2.resize(smooth, (w, h), interpolation=cv2.INTER_LINEAR)
     return np.clip(out, -max_shift, max_shift).astype(np.float32)
 
 
@@ -148,8 +196,10 @@ def colour_correction(observed: np.ndarray, expected: np.ndarray, defined: np.nd
     inner = cv2.erode(defined.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
     c = observed.shape[-1]
     gain, offset = np.ones(c, np.float32), np.zeros(c, np.float32)
-    if inner.sum() < 64:
+    if inner.sum() < 256:
         return gain, offset
+    inner[1::2] = False  # every other pixel of every other row: plenty for 2 x C numbers
+    inner[:, 1::2] = False
     o = cv2.GaussianBlur(observed, (0, 0), sigma)[inner]
     e = cv2.GaussianBlur(np.ascontiguousarray(expected), (0, 0), sigma)[inner]
     for ch in range(c):
@@ -187,7 +237,7 @@ def align_views(images: torch.Tensor, uv_maps: torch.Tensor, texels: Texels, tex
         estimate = estimate_texture(texels, texel_voxel, candidates, current, views)
         out = np.empty_like(observed)
         for i in range(n):
-            expected, defined = expected_image(estimate, uv_maps[i])
+            expected, defined = expected_image(estimate, uv_maps[i], leave_out=i)
             defined &= views.valid[i].numpy()
             flow = view_flow(expected, observed[i], defined, max_shift, dis)
             aligned = warp(observed[i], flow)

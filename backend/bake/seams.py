@@ -25,10 +25,11 @@ from .visibility import ViewDepth, visibility
 
 _OUTLIER = 0.35  # seam colour differences larger than this are occlusions or misregistration
 _RIDGE = 1e-4
-_MIN_CONF = 0.2  # both views must see a seam sample within ~78 deg of its normal
+_MIN_CONF = 0.5  # both views must see a seam sample within 60 deg of its normal (grazing views blur)
 _INLIER = 0.05  # seam differences further than this from their region pair's median are outliers
 _SMOOTH = 1.0
 _SHRINK = 25.0  # seam edges at which a region pair's difference counts half
+_SIGNIFICANCE = 3.0  # standard errors a region pair's median must clear to move its regions
 
 
 def seam_differences(graph: VoxelGraph, labels: np.ndarray, images: torch.Tensor, views: ViewDepth,
@@ -50,10 +51,15 @@ def seam_differences(graph: VoxelGraph, labels: np.ndarray, images: torch.Tensor
     req_view = np.concatenate([li, lj, li, lj])
     order = np.argsort(texel_voxel, kind="stable")
     first = np.searchsorted(texel_voxel[order], np.arange(len(graph)))
-    count = np.minimum(np.bincount(texel_voxel, minlength=len(graph)), per_voxel)
+    total = np.bincount(texel_voxel, minlength=len(graph))
+    count = np.minimum(total, per_voxel)
     n = count[req_vox]
     req = np.repeat(np.arange(len(req_vox)), n)
-    offset = np.arange(len(req)) - np.repeat(np.cumsum(n) - n, n)
+    k = np.arange(len(req)) - np.repeat(np.cumsum(n) - n, n)
+    # spread over all of the voxel's texels (not its first few rows): the mean is then a box
+    # filter of the voxel's size on the surface, the same patch in both views, so fine texture
+    # that each view blurs and aliases differently averages out of the difference
+    offset = (k * total[req_vox[req]]) // np.maximum(n[req], 1)
     texel = order[first[req_vox[req]] + offset]
     view = torch.as_tensor(req_view[req])
     conf, px, py = visibility(points[texel], normals[texel], views, view)
@@ -103,6 +109,12 @@ def level_offsets(graph: VoxelGraph, labels: np.ndarray, seam_edges: np.ndarray,
     # misregistration), so only well-supported differences move whole regions
     raw_medians = medians.copy()
     medians *= (counts / (counts + _SHRINK))[:, None]
+    # and keep only what is significant: a pair's median that is within a few standard errors of
+    # zero (robust spread of its seam edges / sqrt(n)) is texture seen differently by two views
+    # (blur, aliasing of fine lines, grazing angles), not a colour difference between the views
+    spread = np.stack([np.median(np.abs(d[order[a:a + c]] - m), axis=0) for a, c, m in zip(starts, counts, raw_medians)])
+    stderr = 1.4826 * spread / np.sqrt(counts)[:, None]
+    medians *= np.clip(1 - (_SIGNIFICANCE * stderr / np.maximum(np.abs(raw_medians), 1e-9)) ** 2, 0, 1)
     pi, pj = ri[order[starts]], rj[order[starts]]
     used, local = np.unique(np.r_[pi, pj], return_inverse=True)
     li, lj = local[: len(pi)], local[len(pi):]
