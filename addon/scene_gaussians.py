@@ -22,6 +22,7 @@ import bpy
 from mathutils import Matrix
 
 from .ply_format import C0, GaussianPly, read_gaussians
+from .scene_io import only_selected
 
 # glTF (+Y up) -> Blender (+Z up), as Blender's glTF importer converts: (x, y, z) -> (x, -z, y)
 Y_UP_TO_Z_UP = Matrix.Rotation(math.pi / 2, 4, "X")
@@ -90,23 +91,11 @@ def _convert_to_point_cloud(obj: bpy.types.Object) -> None:
     """Convert the vertex-only mesh object to a point cloud (attributes carried over) with
     Blender's Convert operator, on `obj` alone; the user's selection and active object come back.
     The object is linked to the scene collection (always in the view layer) for the call."""
-    scene, view_layer = bpy.context.scene, bpy.context.view_layer
-    scene.collection.objects.link(obj)
-    selected = [o for o in view_layer.objects if o.select_get()]
-    active = view_layer.objects.active
-    try:
-        for o in selected:
-            o.select_set(False)
-        obj.select_set(True)
-        view_layer.objects.active = obj
+    bpy.context.scene.collection.objects.link(obj)
+    with only_selected(obj):
         if not bpy.ops.object.convert.poll():
             raise RuntimeError("Blender refused to convert the Gaussians to a point cloud here")
         result = bpy.ops.object.convert(target="POINTCLOUD")
-    finally:
-        obj.select_set(False)
-        for o in selected:
-            o.select_set(True)
-        view_layer.objects.active = active
     if "FINISHED" not in result or obj.type != "POINTCLOUD":
         raise RuntimeError(f"converting {obj.name!r} to a point cloud failed ({result})")
     selection = obj.data.attributes.get(".select_vert")  # edit-mode state, not a Gaussian property

@@ -4,6 +4,8 @@ from __future__ import annotations
 import shutil
 import struct
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,19 +20,10 @@ MAX_UV_MAPS = 8  # Blender's limit per mesh
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".exr", ".webp", ".tif", ".tiff", ".bmp")
 
 
-def export_mesh_glb(obj: bpy.types.Object, path: Path, apply_modifiers: bool = True,
-                    texcoords: bool = True) -> Path:
-    """Write `obj` alone to a GLB with modifiers applied, UVs and normals, no materials.
-
-    `apply_modifiers=False` writes the object's own mesh (a result's new UV map must fit it),
-    `texcoords=False` leaves its UV maps out (the backend then makes one).
-
-    The exporter only writes the selection, so the selection is narrowed to `obj` for the call
-    and restored afterwards: the user's scene is left as it was.
-    """
-    if obj is None or obj.type != "MESH":
-        raise ValueError("the active object must be a mesh")
-    path.parent.mkdir(parents=True, exist_ok=True)
+@contextmanager
+def only_selected(obj: bpy.types.Object) -> Iterator[None]:
+    """`obj` alone selected and active for the block (for an operator that works on the
+    selection); the user's selection and active object come back afterwards."""
     view_layer = bpy.context.view_layer
     selected = [o for o in view_layer.objects if o.select_get()]
     active = view_layer.objects.active
@@ -39,20 +32,43 @@ def export_mesh_glb(obj: bpy.types.Object, path: Path, apply_modifiers: bool = T
             o.select_set(False)
         obj.select_set(True)
         view_layer.objects.active = obj
-        result = bpy.ops.export_scene.gltf(
-            filepath=str(path), export_format="GLB", use_selection=True, export_apply=apply_modifiers,
-            export_texcoords=texcoords, export_normals=True, export_materials="NONE",
-            export_animations=False, export_skins=False, export_morph=False,
-            export_cameras=False, export_lights=False, export_extras=False,
-        )
+        yield
     finally:
         obj.select_set(False)
         for o in selected:
             o.select_set(True)
         view_layer.objects.active = active
+
+
+def write_glb(obj: bpy.types.Object, path: Path, apply_modifiers: bool, texcoords: bool,
+              materials: bool) -> Path:
+    """Run Blender's glTF exporter on `obj` alone (normals always, no animation, cameras, lights
+    or extras); the user's selection is left as it was."""
+    with only_selected(obj):
+        result = bpy.ops.export_scene.gltf(
+            filepath=str(path), export_format="GLB", use_selection=True, export_apply=apply_modifiers,
+            export_texcoords=texcoords, export_normals=True,
+            export_materials="EXPORT" if materials else "NONE", export_image_format="AUTO",
+            export_animations=False, export_skins=False, export_morph=False,
+            export_cameras=False, export_lights=False, export_extras=False,
+        )
     if "FINISHED" not in result or not path.is_file():
         raise RuntimeError(f"the glTF exporter did not write {path}")
     return path
+
+
+def export_mesh_glb(obj: bpy.types.Object, path: Path, apply_modifiers: bool = True,
+                    texcoords: bool = True) -> Path:
+    """Write `obj` alone to a GLB with modifiers applied, UVs and normals, no materials.
+
+    `apply_modifiers=False` writes the object's own mesh (a result's new UV map must fit it),
+    `texcoords=False` leaves its UV maps out (the backend then makes one).
+    The user's selection and active object are left as they were.
+    """
+    if obj is None or obj.type != "MESH":
+        raise ValueError("the active object must be a mesh")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_glb(obj, path, apply_modifiers=apply_modifiers, texcoords=texcoords, materials=False)
 
 
 def load_packed_image(path: Path, name: str) -> bpy.types.Image:

@@ -16,6 +16,7 @@ import numpy as np
 from mathutils import Matrix
 
 from .ply_format import read_triangles, write_points
+from .scene_io import write_glb
 
 
 def blender_to_gltf(points: np.ndarray) -> np.ndarray:
@@ -50,31 +51,12 @@ def export_local_glb(obj: bpy.types.Object, path: Path, materials: bool = True) 
         bpy.data.meshes.remove(mesh)
         raise ValueError(f"{obj.name!r} has no faces")
     temp = bpy.data.objects.new(f"{obj.name} (Orbitex export)", mesh)
-    scene, view_layer = bpy.context.scene, bpy.context.view_layer
-    scene.collection.objects.link(temp)
-    selected = [o for o in view_layer.objects if o.select_get()]
-    active = view_layer.objects.active
+    bpy.context.scene.collection.objects.link(temp)
     try:
-        for o in selected:
-            o.select_set(False)
-        temp.select_set(True)
-        view_layer.objects.active = temp
-        result = bpy.ops.export_scene.gltf(
-            filepath=str(path), export_format="GLB", use_selection=True, export_apply=False,
-            export_texcoords=True, export_normals=True,
-            export_materials="EXPORT" if materials else "NONE", export_image_format="AUTO",
-            export_animations=False, export_skins=False, export_morph=False,
-            export_cameras=False, export_lights=False, export_extras=False,
-        )
+        return write_glb(temp, path, apply_modifiers=False, texcoords=True, materials=materials)
     finally:
-        for o in selected:
-            o.select_set(True)
-        view_layer.objects.active = active
         bpy.data.objects.remove(temp)
         bpy.data.meshes.remove(mesh)
-    if "FINISHED" not in result or not path.is_file():
-        raise RuntimeError(f"the glTF exporter did not write {path}")
-    return path
 
 
 def scan_points(obj: bpy.types.Object) -> np.ndarray:

@@ -7,18 +7,26 @@ from bpy.props import StringProperty
 from ..addon import session
 
 
-class ORBITEX_OT_cancel_job(bpy.types.Operator):
+class JobOperator:
+    """Mixin for an operator on one job of the Jobs panel, named by its local id."""
+
+    job_id: StringProperty(name="Job", description="Local id of the job (as listed in the Jobs panel)")
+
+    def no_such_job(self) -> set[str]:
+        """Report that `job_id` names no job of this session; returns the operator's result."""
+        self.report({"ERROR"}, f"no Orbitex job {self.job_id!r} in this session")
+        return {"CANCELLED"}
+
+
+class ORBITEX_OT_cancel_job(JobOperator, bpy.types.Operator):
     bl_idname = "orbitex.cancel_job"
     bl_label = "Cancel Job"
     bl_description = "Stop this job; its result is not applied and the scene stays as it is"
 
-    job_id: StringProperty(name="Job", description="Local id of the job (as listed in the Jobs panel)")
-
     def execute(self, context):
         job = session.board.cancel(self.job_id)
         if job is None:
-            self.report({"ERROR"}, f"no Orbitex job {self.job_id!r} in this session")
-            return {"CANCELLED"}
+            return self.no_such_job()
         if job.message.startswith("cancel failed"):
             self.report({"ERROR"}, job.message)
             return {"CANCELLED"}

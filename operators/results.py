@@ -4,10 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import bpy
-from bpy.props import StringProperty
 
 from ..addon import session
 from . import texture_jobs
+from .jobs import JobOperator
 
 
 def result_folder(job) -> Path:  # type: ignore[no-untyped-def]
@@ -20,20 +20,17 @@ def open_folder(path: Path) -> None:
     bpy.ops.wm.path_open(filepath=str(path))
 
 
-class ORBITEX_OT_apply_result(bpy.types.Operator):
+class ORBITEX_OT_apply_result(JobOperator, bpy.types.Operator):
     bl_idname = "orbitex.apply_result"
     bl_label = "Apply Result"
     bl_description = ("Apply this job's downloaded result (again): a new material on the object it was made for, "
                       "found by its id even when it was renamed; old materials are kept")
     bl_options = {"REGISTER", "UNDO"}
 
-    job_id: StringProperty(name="Job", description="Local id of the job (as listed in the Jobs panel)")
-
     def execute(self, context):
         entry = session.board.get(self.job_id)
         if entry is None:
-            self.report({"ERROR"}, f"no Orbitex job {self.job_id!r} in this session")
-            return {"CANCELLED"}
+            return self.no_such_job()
         job = entry.job
         if job.active:
             self.report({"ERROR"}, f"the {job.type} job for {job.target!r} is still {job.state}")
@@ -59,18 +56,15 @@ class ORBITEX_OT_apply_result(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class ORBITEX_OT_open_result_folder(bpy.types.Operator):
+class ORBITEX_OT_open_result_folder(JobOperator, bpy.types.Operator):
     bl_idname = "orbitex.open_result_folder"
     bl_label = "Open Result Folder"
     bl_description = "Show the folder holding this job's downloaded result files"
 
-    job_id: StringProperty(name="Job", description="Local id of the job (as listed in the Jobs panel)")
-
     def execute(self, context):
         entry = session.board.get(self.job_id)
         if entry is None:
-            self.report({"ERROR"}, f"no Orbitex job {self.job_id!r} in this session")
-            return {"CANCELLED"}
+            return self.no_such_job()
         folder = result_folder(entry.job)
         if not folder.is_dir():
             self.report({"ERROR"}, f"the result folder {folder} no longer exists")
