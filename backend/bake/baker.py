@@ -218,7 +218,8 @@ def _select_and_sample(graph: VoxelGraph, texels: Texels, texel_voxel: np.ndarra
         report["texels_off_voxel_label"] = int(((chosen_np != labels[texel_voxel]) & seen_np).sum())
     if params.seam_levelling and params.method in ("mrf", "greedy"):
         progress(0.85, "levelling seams")
-        seam_edges, seam_diff = seam_differences(graph, labels, images, vd, points, normals, texel_voxel)
+        seam_edges, seam_diff = seam_differences(graph, labels, images, vd, points, normals, texel_voxel,
+                                                 voxel_colour=vcolour.numpy())
         offsets = level_offsets(graph, labels, seam_edges, seam_diff)
         same = seen_np & (chosen_np == labels[texel_voxel])
         colour_np[same] += offsets[texel_voxel[same]]

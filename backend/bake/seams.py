@@ -11,7 +11,10 @@ Solved in two levels: one constant offset per connected label region from the me
 difference of each pair of touching regions (a small exact sparse solve, robust to seam edges
 that straddle a misregistered colour edge; it removes view-wide gain/bias differences), then a
 few conjugate-gradient steps on the full per-voxel problem with the inlier seam edges, starting
-from it, which bends the offsets near seams where one region meets several others.
+from it, which bends the offsets near seams where one region meets several others. Each seam
+edge there asks for its region pair's robust difference (not its own noisy one), and a pair's
+difference counts only when it clears a few standard errors of its seam edges' spread; seams
+across creases are not measured (blur mixes the two faces by view-dependent amounts).
 """
 from __future__ import annotations
 
@@ -29,12 +32,13 @@ _MIN_CONF = 0.5  # both views must see a seam sample within 60 deg of its normal
 _INLIER = 0.05  # seam differences further than this from their region pair's median are outliers
 _SMOOTH = 1.0
 _SHRINK = 25.0  # seam edges at which a region pair's difference counts half
+_CREASE_COS = 0.9  # seam edges whose voxel normals differ by more than ~25 deg are creases
 _SIGNIFICANCE = 3.0  # standard errors a region pair's median must clear to move its regions
 
 
 def seam_differences(graph: VoxelGraph, labels: np.ndarray, images: torch.Tensor, views: ViewDepth,
                      points: torch.Tensor, normals: torch.Tensor, texel_voxel: np.ndarray,
-                     per_voxel: int = 16) -> tuple[np.ndarray, np.ndarray]:
+                     per_voxel: int = 16, voxel_colour: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Seam edges (S, 2) and their colour differences d (S, C) = view(label i) - view(label j).
 
     A voxel's colour in a view is the mean over (up to `per_voxel` of) its texels' exact
@@ -42,7 +46,18 @@ def seam_differences(graph: VoxelGraph, labels: np.ndarray, images: torch.Tensor
     cover more surface in the more oblique view and read texture as a colour difference)."""
     e = graph.edges
     li, lj = labels[e[:, 0]], labels[e[:, 1]]
-    seam = (li >= 0) & (lj >= 0) & (li != lj)
+    # seams across creases are left out: there a view's blur and residual misregistration mix
+    # the two faces' colours (often different charts and colours) by different amounts per view,
+    # which reads as a consistent colour difference that levelling would spread over whole regions
+    flat = (graph.normals[e[:, 0]] * graph.normals[e[:, 1]]).sum(1) > _CREASE_COS
+    # and across colour edges: the contrast-sensitive MRF puts its seams there on purpose, and a
+    # fraction of a pixel of residual misregistration then gives every edge of the seam the same
+    # signed difference, significant but not a difference between the views' colours. Measured
+    # only where the two voxels' colours differ by less than the graph's mean contrast.
+    if voxel_colour is not None and len(e):
+        contrast = np.linalg.norm(voxel_colour[e[:, 0]] - voxel_colour[e[:, 1]], axis=1)
+        flat &= contrast <= contrast.mean()
+    seam = (li >= 0) & (lj >= 0) & (li != lj) & flat
     e, li, lj = e[seam], li[seam], lj[seam]
     if len(e) == 0:
         return e, np.zeros((0, images.shape[-1]), dtype=np.float32)
@@ -112,9 +127,14 @@ def level_offsets(graph: VoxelGraph, labels: np.ndarray, seam_edges: np.ndarray,
     # and keep only what is significant: a pair's median that is within a few standard errors of
     # zero (robust spread of its seam edges / sqrt(n)) is texture seen differently by two views
     # (blur, aliasing of fine lines, grazing angles), not a colour difference between the views
-    spread = np.stack([np.median(np.abs(d[order[a:a + c]] - m), axis=0) for a, c, m in zip(starts, counts, raw_medians)])
-    stderr = 1.4826 * spread / np.sqrt(counts)[:, None]
-    medians *= np.clip(1 - (_SIGNIFICANCE * stderr / np.maximum(np.abs(raw_medians), 1e-9)) ** 2, 0, 1)
+    # (a pair's spread is at least the pooled spread of all seam edges about their pairs' medians,
+    # so pairs touching along a handful of edges are not judged by their own tiny sample)
+    deviation = np.abs(d[order] - np.repeat(raw_medians, counts, axis=0))
+    pooled = np.median(deviation, axis=0)
+    spread = np.stack([np.median(deviation[a:a + c], axis=0) for a, c in zip(starts, counts)])
+    stderr = 1.4826 * np.maximum(spread, pooled) / np.sqrt(counts)[:, None]
+    significant = np.clip(1 - (_SIGNIFICANCE * stderr / np.maximum(np.abs(raw_medians), 1e-9)) ** 2, 0, 1)
+    medians *= significant
     pi, pj = ri[order[starts]], rj[order[starts]]
     used, local = np.unique(np.r_[pi, pj], return_inverse=True)
     li, lj = local[: len(pi)], local[len(pi):]
@@ -130,7 +150,12 @@ def level_offsets(graph: VoxelGraph, labels: np.ndarray, seam_edges: np.ndarray,
     pair_median = np.empty_like(d)
     pair_median[order] = np.repeat(raw_medians, counts, axis=0)
     inlier = (np.abs(d - pair_median) < _INLIER).all(1)
-    seam_edges, seam_diff = seam_edges[inlier], seam_diff[inlier]
+    # level 2 asks each seam edge for its pair's robust (shrunk, significance-gated) difference,
+    # not its own: one edge's difference is mostly noise, and fitting it bends offsets into noise
+    pair_level = np.empty_like(d)
+    pair_level[order] = np.repeat(raw_medians * significant, counts, axis=0)
+    pair_level = np.where(flip[:, None], -pair_level, pair_level)  # back to the edges' own orientation
+    seam_edges, seam_diff = seam_edges[inlier], pair_level[inlier]
     # level 2: per-voxel refinement (smooth inside regions, seams made to agree)
     if cg_iterations > 0:
         lap = (_laplacian(seam_edges[:, 0], seam_edges[:, 1], np.ones(len(seam_edges)), n)
