@@ -105,3 +105,17 @@ def new_mesh_object(name: str, with_subdivision: bool = True):
         mod = obj.modifiers.new("Subdivision", "SUBSURF")
         mod.levels = 1
     return obj
+
+
+@contextlib.contextmanager
+def backend_session(data_dir: Path) -> Iterator:
+    """The add-on enabled with a local backend (started on first use); yields orbitex.addon.session.
+    On exit the add-on is disabled, and the backend it started must be gone."""
+    with enabled_addon():
+        from orbitex.addon import session
+
+        p = prefs()
+        p.backend_mode, p.backend_python, p.data_dir = "LOCAL", backend_python(), str(data_dir)
+        yield session
+        local = session.local_backend()
+    assert local is None or not pid_alive(local.process.pid)

@@ -15,7 +15,7 @@ import pytest
 from mathutils import Vector
 from mathutils.bvhtree import BVHTree
 
-from orbitex_testing import backend_python, enabled_addon, pid_alive, prefs
+from orbitex_testing import backend_python, backend_session
 
 pytestmark = pytest.mark.skipif(backend_python() is None,
                                 reason="no backend environment: set ORBITEX_BACKEND_PYTHON or run `python build.py setup`")
@@ -26,15 +26,8 @@ RADIUS = 0.5
 
 @pytest.fixture(scope="module")
 def session(tmp_path_factory):
-    with enabled_addon():
-        from orbitex.addon import session
-
-        p = prefs()
-        p.backend_mode, p.backend_python = "LOCAL", backend_python()
-        p.data_dir = str(tmp_path_factory.mktemp("backend-data"))
+    with backend_session(tmp_path_factory.mktemp("backend-data")) as session:
         yield session
-        local = session.local_backend()
-    assert local is None or not pid_alive(local.process.pid)
 
 
 def front_half_sphere(name: str, collection) -> bpy.types.Object:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from mathutils import Vector
 
-from orbitex_testing import backend_python, enabled_addon, pid_alive, prefs
+from orbitex_testing import backend_python, backend_session
 
 pytestmark = pytest.mark.skipif(backend_python() is None,
                                 reason="no backend environment: set ORBITEX_BACKEND_PYTHON or run `python build.py setup`")
@@ -23,15 +23,8 @@ TINY = dict(views=4, size=32, iterations=8, gaussians=300, sh_degree=1, rounds=0
 
 @pytest.fixture(scope="module")
 def session(tmp_path_factory):
-    with enabled_addon():
-        from orbitex.addon import session
-
-        p = prefs()
-        p.backend_mode, p.backend_python = "LOCAL", backend_python()
-        p.data_dir = str(tmp_path_factory.mktemp("backend-data"))
+    with backend_session(tmp_path_factory.mktemp("backend-data")) as session:
         yield session
-        local = session.local_backend()
-    assert local is None or not pid_alive(local.process.pid)
 
 
 def textured_sphere(name: str) -> bpy.types.Object:

@@ -10,7 +10,7 @@ import time
 import bpy
 import pytest
 
-from orbitex_testing import backend_python, enabled_addon, new_mesh_object, pid_alive, prefs
+from orbitex_testing import backend_python, backend_session, new_mesh_object
 
 pytestmark = pytest.mark.skipif(backend_python() is None,
                                 reason="no backend environment: set ORBITEX_BACKEND_PYTHON or run `python build.py setup`")
@@ -18,15 +18,8 @@ pytestmark = pytest.mark.skipif(backend_python() is None,
 
 @pytest.fixture(scope="module")
 def session(tmp_path_factory):
-    with enabled_addon():
-        from orbitex.addon import session
-
-        p = prefs()
-        p.backend_mode, p.backend_python = "LOCAL", backend_python()
-        p.data_dir = str(tmp_path_factory.mktemp("backend-data"))
+    with backend_session(tmp_path_factory.mktemp("backend-data")) as session:
         yield session
-        local = session.local_backend()
-    assert local is None or not pid_alive(local.process.pid)
 
 
 def _image_names() -> set[str]:

@@ -3,7 +3,6 @@ add-on, small meshes with and without UVs and an old material, a reference image
 of everything applying a result may touch, and a minimal GLB writer for synthetic results."""
 from __future__ import annotations
 
-import contextlib
 import json
 import struct
 import time
@@ -13,22 +12,11 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from orbitex_testing import backend_python, enabled_addon, prefs
+from orbitex_testing import backend_python, backend_session, enabled_addon, prefs  # noqa: F401 (re-exported)
 
 # Small sizes: the suite runs on a 2-core CPU.
 TEXTURE_PARAMS = {"frames": 4, "size": 48, "texture_size": 128, "voxel_res": 32}
 BAKE_PARAMS = {"texture_size": 256, "voxel_res": 64}
-
-
-@contextlib.contextmanager
-def backend_session(data_dir: Path) -> Iterator:
-    """The add-on enabled with a local backend (started on first use); yields orbitex.addon.session."""
-    with enabled_addon():
-        from orbitex.addon import session
-
-        p = prefs()
-        p.backend_mode, p.backend_python, p.data_dir = "LOCAL", backend_python(), str(data_dir)
-        yield session
 
 
 def tick_until(session, done: Callable[[], bool], timeout: float = 240.0) -> None:  # type: ignore[no-untyped-def]
