@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ..assets.mesh import Mesh
+from ..render.raster_torch import pixel_boxes
 
 _CANDIDATES_PER_CHUNK = 4_000_000
 
@@ -45,12 +46,7 @@ def rasterize_uv(uvs: np.ndarray, faces: np.ndarray, size: int) -> tuple[torch.T
     coeff, ok = _edge_functions(px[f], py[f])
     tri_ids = torch.nonzero(ok).squeeze(1)
     fx, fy, coeff = px[f[tri_ids]], py[f[tri_ids]], coeff[tri_ids].float()
-    x0 = torch.ceil(fx.min(1).values - 0.5).clamp(min=0).long()
-    x1 = torch.floor(fx.max(1).values - 0.5).clamp(max=size - 1).long()
-    y0 = torch.ceil(fy.min(1).values - 0.5).clamp(min=0).long()
-    y1 = torch.floor(fy.max(1).values - 0.5).clamp(max=size - 1).long()
-    bw, bh = (x1 - x0 + 1).clamp(min=0), (y1 - y0 + 1).clamp(min=0)
-    counts = bw * bh
+    x0, y0, bw, counts = pixel_boxes(fx, fy, size, size)
     best = torch.full((size * size,), -1, dtype=torch.int64)
     cum = torch.cumsum(counts, 0)
     start = 0

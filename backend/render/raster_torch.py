@@ -36,12 +36,7 @@ class TorchRasterizer:
         tri_ids = torch.nonzero(keep).squeeze(1)
         fx, fy = px[faces[tri_ids]], py[faces[tri_ids]]
         # pixel index range whose centres (i + 0.5) may fall inside each triangle
-        x0 = torch.ceil(fx.min(1).values - 0.5).clamp(min=0).long()
-        x1 = torch.floor(fx.max(1).values - 0.5).clamp(max=w - 1).long()
-        y0 = torch.ceil(fy.min(1).values - 0.5).clamp(min=0).long()
-        y1 = torch.floor(fy.max(1).values - 0.5).clamp(max=h - 1).long()
-        bw, bh = (x1 - x0 + 1).clamp(min=0), (y1 - y0 + 1).clamp(min=0)
-        counts = bw * bh
+        x0, y0, bw, counts = pixel_boxes(fx, fy, w, h)
         best = torch.full((h * w,), torch.iinfo(torch.int64).max, dtype=torch.int64, device=dev)
         cum = torch.cumsum(counts, 0)
         start = 0
@@ -87,6 +82,17 @@ class TorchRasterizer:
             persp = b / z[corners]  # perspective-correct: weight by 1/depth, renormalize
             bary[ys, xs] = persp / persp.sum(1, keepdim=True)
         return bary
+
+
+def pixel_boxes(fx: torch.Tensor, fy: torch.Tensor, width: int, height: int):  # type: ignore[no-untyped-def]
+    """Per triangle (corner pixel coordinates (M, 3)): the first column and row whose pixel centres
+    (i + 0.5) may fall inside it, clamped to the image, the box width, and its pixel count."""
+    x0 = torch.ceil(fx.min(1).values - 0.5).clamp(min=0).long()
+    x1 = torch.floor(fx.max(1).values - 0.5).clamp(max=width - 1).long()
+    y0 = torch.ceil(fy.min(1).values - 0.5).clamp(min=0).long()
+    y1 = torch.floor(fy.max(1).values - 0.5).clamp(max=height - 1).long()
+    bw, bh = (x1 - x0 + 1).clamp(min=0), (y1 - y0 + 1).clamp(min=0)
+    return x0, y0, bw, bw * bh
 
 
 def _screen_barycentrics(cx: torch.Tensor, cy: torch.Tensor, x: torch.Tensor, y: torch.Tensor):  # type: ignore[no-untyped-def]
