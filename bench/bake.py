@@ -6,10 +6,11 @@ bake with each method, then render the baked texture and the ground truth at 24 
 (off both orbits) and print PSNR (over the object's pixels) and SSIM, and seconds per stage.
 The baseline is `average` without alignment (the plain confidence-weighted average; `average` if
 that row is not run) in the same process: the table gives method - baseline in dB. Method names
-take variant suffixes: `-noseam` (no seam levelling), `-noalign` (no view alignment).
+take variant suffixes: `-noseam` (no seam levelling), `-noalign` (no view alignment), `-nodetail` (mrf/greedy
+without the frame-detail unary term, i.e. Ink3D's unary).
 
   .venv/backend/bin/python bench/bake.py [--assets text,plaid,thin] [--methods mrf,mrf-noseam,mrf-noalign,greedy,average,average-noalign,optimize]
-      [--frames 61] [--size 512] [--texture-size 2048] [--voxel-res 256] [--mrf-lambda 5] [--clean] [--threads N]
+      [--frames 61] [--size 512] [--texture-size 2048] [--voxel-res 256] [--mrf-lambda 5] [--detail-weight 0.5] [--clean] [--threads N]
       [--json OUT]
 """
 from __future__ import annotations
@@ -31,7 +32,7 @@ import torch  # noqa: E402
 
 from bench.synthetic import corrupt, held_out_cameras, make_asset, render_views  # noqa: E402
 
-METHODS = ("mrf", "mrf-noseam", "mrf-noalign", "greedy", "average", "average-noalign", "optimize")
+METHODS = ("mrf", "mrf-noseam", "mrf-noalign", "mrf-nodetail", "greedy", "average", "average-noalign", "optimize")
 
 
 def psnr_ssim(pred: np.ndarray, gt: np.ndarray, masks: np.ndarray) -> tuple[float, float]:
@@ -71,9 +72,10 @@ def run_asset(name: str, args: argparse.Namespace) -> list[dict]:
     rows = [{"asset": name, "method": "gt-resampled", "psnr": round(psnr, 2), "ssim": round(ssim, 4), "seconds": 0.0}]
     print(f"[{name}] ground truth at {args.texture_size}^2: PSNR {psnr:.2f} dB  SSIM {ssim:.4f} (upper bound)", flush=True)
     for method in args.methods:
-        base_method, *flags = method.split("-")  # variants: METHOD-noseam, METHOD-noalign (combinable)
+        base_method, *flags = method.split("-")  # variants: METHOD-noseam, -noalign, -nodetail (combinable)
         params = BakeParams(method=base_method, texture_size=args.texture_size, voxel_res=args.voxel_res,
                             seam_levelling="noseam" not in flags, align="noalign" not in flags,
+                            detail_weight=0.0 if "nodetail" in flags else args.detail_weight,
                             optimize_steps=args.optimize_steps, mrf_lambda=args.mrf_lambda)
         wall, cpu = time.perf_counter(), time.process_time()
         result = bake(asset.mesh, views, params)
@@ -108,6 +110,7 @@ def main() -> None:
     parser.add_argument("--voxel-res", type=int, default=256)
     parser.add_argument("--optimize-steps", type=int, default=100)
     parser.add_argument("--mrf-lambda", type=float, default=5.0, help="Potts weight (Ink3D: 5)")
+    parser.add_argument("--detail-weight", type=float, default=0.5, help="frame-detail unary weight (default 0.5)")
     parser.add_argument("--clean", action="store_true", help="skip the corruption")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     parser.add_argument("--json", help="write the rows here")

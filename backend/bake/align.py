@@ -26,10 +26,10 @@ import numpy as np
 import torch
 
 from ..progress import Progress, no_progress
-from .colour import sample_bilinear
+from .colour import ranked_observations
 from .fill import gutter_fill
 from .uv_raster import Texels
-from .visibility import ViewDepth, visibility
+from .visibility import ViewDepth
 
 ESTIMATE_VIEWS = 8  # views averaged per texel into the estimate (the best by confidence)
 SMOOTH_FRACTION = 1 / 48  # flow smoothing sigma as a fraction of the frame's larger side
@@ -97,18 +97,11 @@ def estimate_texture(texels: Texels, texel_voxel: np.ndarray, candidates: torch.
     cand = candidates[torch.as_tensor(texel_voxel[keep])][:, :ESTIMATE_VIEWS]
     c = images.shape[-1]
     texel_ids, view_ids, colours, confs = [], [], [], []
-    for rank in range(cand.shape[1]):
-        view = cand[:, rank]
-        idx = torch.nonzero(view >= 0).squeeze(1)
-        if len(idx) == 0:
-            break
-        conf, px, py = visibility(points[idx], normals[idx], views, view[idx])
-        ok = conf > 0
-        idx, w = idx[ok], conf[ok]
+    for idx, view, conf, colour in ranked_observations(points, normals, cand, images, views):
         texel_ids.append(flat[idx])
-        view_ids.append(view[idx])
-        confs.append(w)
-        colours.append(w[:, None] * sample_bilinear(images, view[idx], px[ok], py[ok]))
+        view_ids.append(view)
+        confs.append(conf)
+        colours.append(conf[:, None] * colour)
     pair_texel = torch.cat(texel_ids) if texel_ids else torch.zeros(0, dtype=torch.long)
     pair_view = torch.cat(view_ids) if view_ids else torch.zeros(0, dtype=torch.long)
     pair_weight = torch.cat(confs) if confs else torch.zeros(0)

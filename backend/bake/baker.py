@@ -1,13 +1,15 @@
 """bake(mesh, views, params, progress) -> BakeResult: TextureOptimizer onto the mesh's own UVs.
 
 Stages: texels of the UV layout -> surface voxels -> per-view depth and visibility -> view
-selection per voxel (mrf | greedy | average, or the `optimize` method) -> colour per texel at its
-exact projection in the chosen view -> seam levelling -> BFS fill of unseen surface -> gutter.
+alignment (align.py) and, beside it in a thread, view selection per voxel (mrf | greedy; it reads
+no image) -> colour per texel at its exact projection in the chosen view (`average`: all views;
+`optimize`: gradient descent instead) -> seam levelling -> BFS fill of unseen surface -> gutter.
 Works in whatever frame the mesh and the cameras share (no normalization needed).
 """
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -115,13 +117,44 @@ def bake(mesh: Mesh, views: "ViewSet", params: BakeParams | None = None,
     report: dict = {"method": params.method, "texture_size": size, "voxel_res": params.voxel_res,
                     "voxels": len(graph), "views": len(views.cameras), "covered_texels": len(texels),
                     "coverage": len(texels) / size**2, "new_uv_map": vmapping is not None}
-    if params.method == "optimize":
-        colour, seen, chosen = _optimize(texels, uv_maps, valid, images, params,  # type: ignore[arg-type]
-                                         sub_progress(progress, 0.25, 0.9))
-        timer.lap("optimize")
-    else:
-        colour, seen, chosen = _select_and_sample(graph, texels, texel_voxel, vd, images, uv_maps, params, report,
-                                                  timer, sub_progress(progress, 0.25, 0.9))
+    conf, vcolour = selection.voxel_observations(graph, vd, images, sub_progress(progress, 0.25, 0.33))
+    candidates = selection.top_k(conf, params.top_k)
+    if not bool((candidates[:, 0] >= 0).any()):
+        raise InputError("no view sees any of the mesh's surface (all depth tests failed): "
+                         "check that the cameras and the mesh share one coordinate frame")
+    timer.lap("visibility")
+    # mrf / greedy labels read no image: they are chosen in a thread while the views are aligned
+    pool = labels_job = None
+    if params.method in ("mrf", "greedy"):
+        view_cost = None
+        if params.detail_weight > 0:
+            detail = selection.frame_detail(images, valid)
+            view_cost = selection.detail_costs(detail, params.detail_weight)
+            report["frame_detail"] = [None if not np.isfinite(d) else round(float(d), 4) for d in detail]
+            timer.lap("frame_detail")
+        pool = ThreadPoolExecutor(1, thread_name_prefix="orbitex-view-selection")
+        labels_job = pool.submit(selection.select_labels, graph, conf, vcolour, candidates, view_cost, params)
+    try:
+        if params.align:
+            images = _align(images, uv_maps, texels, texel_voxel, candidates, vd, params, report,  # type: ignore[arg-type]
+                            sub_progress(progress, 0.33, 0.45))
+            timer.lap("align")
+        if params.method == "optimize":
+            colour, seen, chosen = _optimize(texels, uv_maps, valid, images, params,  # type: ignore[arg-type]
+                                             sub_progress(progress, 0.45, 0.9))
+            timer.lap("optimize")
+        else:
+            labels = None
+            if labels_job is not None:
+                progress(0.45, "selecting views")
+                labels, info = labels_job.result()
+                report.update(info)
+                timer.lap("view_selection")  # what the selection added after the alignment
+            colour, seen, chosen = _sample(graph, texels, texel_voxel, vd, images, candidates, labels, vcolour,
+                                           params, report, timer, sub_progress(progress, 0.45, 0.9))
+    finally:
+        if pool is not None:  # on an error or a cancel, do not wait for a running alpha-expansion
+            pool.shutdown(wait=False, cancel_futures=True)
     if not seen.any():
         raise InputError("no view sees any of the mesh's surface (all depth tests failed): "
                          "check that the cameras and the mesh share one coordinate frame")
@@ -147,50 +180,26 @@ def bake(mesh: Mesh, views: "ViewSet", params: BakeParams | None = None,
     return BakeResult(texture, mesh, vmapping, report)
 
 
-def _select_and_sample(graph: VoxelGraph, texels: Texels, texel_voxel: np.ndarray, vd: ViewDepth,
-                       images: torch.Tensor, uv_maps: torch.Tensor | None, params: BakeParams, report: dict,
-                       timer: _Timer, progress: Progress) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    conf, vcolour = selection.voxel_observations(graph, vd, images, sub_progress(progress, 0.0, 0.3))
-    candidates = selection.top_k(conf, params.top_k)
-    seen_vox = (candidates[:, 0] >= 0).numpy()
-    if not seen_vox.any():
-        raise InputError("no view sees any of the mesh's surface (all depth tests failed): "
-                         "check that the cameras and the mesh share one coordinate frame")
-    timer.lap("visibility")
-    if params.align and uv_maps is not None:
-        from .align import align_views
+def _align(images: torch.Tensor, uv_maps: torch.Tensor, texels: Texels, texel_voxel: np.ndarray,
+           candidates: torch.Tensor, vd: ViewDepth, params: BakeParams, report: dict, progress: Progress) -> torch.Tensor:
+    from .align import align_views
 
-        images, alignment = align_views(images, uv_maps, texels, texel_voxel, candidates, vd, params.align_passes,
-                                        params.align_max_shift, progress=sub_progress(progress, 0.3, 0.4))
-        shift = np.linalg.norm(alignment.shift, axis=1)
-        report["alignment"] = {"mean_shift_px": round(float(shift.mean()), 3), "max_shift_px": round(float(shift.max()), 3),
-                               "gain_range": [round(float(alignment.gain.min()), 4), round(float(alignment.gain.max()), 4)],
-                               "offset_range": [round(float(alignment.offset.min()), 4),
-                                                round(float(alignment.offset.max()), 4)],
-                               "shift_px": np.round(alignment.shift, 3).tolist()}
-        timer.lap("align")
-    labels = np.full(len(graph), -1, dtype=np.int64)
-    if params.method in ("mrf", "greedy"):
-        progress(0.4, "selecting views")
-        sites = np.nonzero(seen_vox)[0]
-        unary = selection.unary_costs(conf[sites], candidates[sites])
-        if params.lock_reference:
-            locked = selection.lock_to_reference(unary, conf[sites], params.reference_view, params.lock_angle)
-            report["locked_voxels"] = int(locked.sum())
-        greedy = selection.greedy_labels(unary)
-        labels[sites] = greedy
-        if params.method == "mrf":
-            site_of = np.full(len(graph), -1, dtype=np.int64)
-            site_of[sites] = np.arange(len(sites))
-            e = site_of[graph.edges]
-            e = e[(e >= 0).all(1)]
-            weights = selection.potts_weights(e, vcolour.numpy()[sites], params.mrf_lambda)
-            mrf = selection.mrf_labels(unary, e, weights, greedy, params.mrf_iterations)
-            report["mrf_energy"] = {"greedy": round(selection.mrf_energy(unary, e, weights, greedy), 3),
-                                    "mrf": round(selection.mrf_energy(unary, e, weights, mrf), 3)}
-            labels[sites] = mrf
-        timer.lap("view_selection")
-        # per texel: the voxel's label first, then its other top-K views by confidence
+    aligned, alignment = align_views(images, uv_maps, texels, texel_voxel, candidates, vd, params.align_passes,
+                                     params.align_max_shift, progress=progress)
+    shift = np.linalg.norm(alignment.shift, axis=1)
+    report["alignment"] = {"mean_shift_px": round(float(shift.mean()), 3), "max_shift_px": round(float(shift.max()), 3),
+                           "gain_range": [round(float(alignment.gain.min()), 4), round(float(alignment.gain.max()), 4)],
+                           "offset_range": [round(float(alignment.offset.min()), 4),
+                                            round(float(alignment.offset.max()), 4)],
+                           "shift_px": np.round(alignment.shift, 3).tolist()}
+    return aligned
+
+
+def _sample(graph: VoxelGraph, texels: Texels, texel_voxel: np.ndarray, vd: ViewDepth, images: torch.Tensor,
+            candidates: torch.Tensor, labels: np.ndarray | None, vcolour: torch.Tensor, params: BakeParams,
+            report: dict, timer: _Timer, progress: Progress) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Colour per texel: its voxel's label first, then its other top-K views (`average`: all of them)."""
+    if labels is not None:
         ranked = torch.cat([torch.as_tensor(labels)[:, None], candidates], 1)
         ranked[:, 1:][ranked[:, 1:] == ranked[:, :1]] = -1
     else:
@@ -205,18 +214,18 @@ def _select_and_sample(graph: VoxelGraph, texels: Texels, texel_voxel: np.ndarra
     for n, start in enumerate(chunks):
         sl = slice(start, start + _TEXEL_CHUNK)
         cand = ranked[tv[sl]]
-        if params.method == "average":
+        if labels is None:
             colour[sl], weight = texel_average(points[sl], normals[sl], cand, images, vd)
             seen[sl] = weight > 0
         else:
             colour[sl], chosen[sl] = texel_colours(points[sl], normals[sl], cand, images, vd)
             seen[sl] = chosen[sl] >= 0
-        progress(0.5 + 0.3 * (n + 1) / len(chunks), "sampling colours")
+        progress(0.8 * (n + 1) / len(chunks), "sampling colours")
     timer.lap("colour")
     colour_np, seen_np, chosen_np = colour.numpy(), seen.numpy(), chosen.numpy()
-    if params.method != "average":
+    if labels is not None:
         report["texels_off_voxel_label"] = int(((chosen_np != labels[texel_voxel]) & seen_np).sum())
-    if params.seam_levelling and params.method in ("mrf", "greedy"):
+    if params.seam_levelling and labels is not None:
         progress(0.85, "levelling seams")
         seam_edges, seam_diff = seam_differences(graph, labels, images, vd, points, normals, texel_voxel,
                                                  voxel_colour=vcolour.numpy())
@@ -226,7 +235,7 @@ def _select_and_sample(graph: VoxelGraph, texels: Texels, texel_voxel: np.ndarra
         report["seam_edges"] = int(len(seam_edges))
         report["seam_mean_difference"] = float(np.abs(seam_diff).mean()) if len(seam_diff) else 0.0
         timer.lap("seam_levelling")
-    return colour_np, seen_np, (chosen_np if params.method != "average" else None)
+    return colour_np, seen_np, (chosen_np if labels is not None else None)
 
 
 def _optimize(texels: Texels, uv_maps: torch.Tensor, valid: torch.Tensor, images: torch.Tensor,

@@ -1,6 +1,8 @@
 """Reading colours from the views: bilinear samples at exact projections, per texel."""
 from __future__ import annotations
 
+from typing import Iterator
+
 import torch
 
 from .visibility import ViewDepth, visibility
@@ -54,6 +56,20 @@ def texel_colours(points: torch.Tensor, normals: torch.Tensor, candidates: torch
     return colour, chosen
 
 
+def ranked_observations(points: torch.Tensor, normals: torch.Tensor, candidates: torch.Tensor, images: torch.Tensor,
+                        views: ViewDepth) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Per candidate rank (columns of (M, K), -1 = none): the points whose candidate of that rank
+    sees them, as (point index, view, confidence, colour sampled bilinearly at the projection)."""
+    for rank in range(candidates.shape[1]):
+        view = candidates[:, rank]
+        idx = torch.nonzero(view >= 0).squeeze(1)
+        if len(idx) == 0:
+            return
+        conf, px, py = visibility(points[idx], normals[idx], views, view[idx])
+        ok = conf > 0
+        yield idx[ok], view[idx][ok], conf[ok], sample_bilinear(images, view[idx][ok], px[ok], py[ok])
+
+
 def texel_average(points: torch.Tensor, normals: torch.Tensor, candidates: torch.Tensor,
                   images: torch.Tensor, views: ViewDepth) -> tuple[torch.Tensor, torch.Tensor]:
     """Confidence-weighted average colour (M, 3) over the candidate views (M, K) that see each
@@ -61,14 +77,7 @@ def texel_average(points: torch.Tensor, normals: torch.Tensor, candidates: torch
     m = len(points)
     total = torch.zeros((m, images.shape[-1]), dtype=torch.float32)
     weight = torch.zeros(m, dtype=torch.float32)
-    for rank in range(candidates.shape[1]):
-        view = candidates[:, rank]
-        idx = torch.nonzero(view >= 0).squeeze(1)
-        if len(idx) == 0:
-            break
-        conf, px, py = visibility(points[idx], normals[idx], views, view[idx])
-        ok = conf > 0
-        idx, c = idx[ok], conf[ok]
-        total[idx] += c[:, None] * sample_bilinear(images, view[idx], px[ok], py[ok])
-        weight[idx] += c
+    for idx, _, conf, colour in ranked_observations(points, normals, candidates, images, views):
+        total[idx] += conf[:, None] * colour
+        weight[idx] += conf
     return total / weight.clamp(min=1e-12)[:, None], weight

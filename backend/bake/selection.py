@@ -1,7 +1,9 @@
-"""View selection per voxel: observations, top-K candidates, unary costs, greedy and MRF labels."""
+"""View selection per voxel: observations, top-K candidates, frame detail, unary costs, greedy and MRF labels."""
 from __future__ import annotations
 
 import math
+import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -10,6 +12,9 @@ from ..progress import Progress, no_progress
 from .colour import sample_nearest
 from .surface import VoxelGraph
 from .visibility import ViewDepth, visibility
+
+if TYPE_CHECKING:
+    from .params import BakeParams
 
 UNSEEN_COST = 10.0  # unary of a view outside a voxel's top-K (Ink3D)
 LOCKED_COST = 100.0  # unary of every other view at a voxel locked to the reference view
@@ -41,12 +46,51 @@ def top_k(conf: torch.Tensor, k: int) -> torch.Tensor:
     return torch.where(values > 0, idx, torch.full_like(idx, -1))
 
 
-def unary_costs(conf: torch.Tensor, candidates: torch.Tensor) -> np.ndarray:
-    """Ink3D's unary (V, N) float64: 2 - confidence for the top-K views, 10 for the others."""
+def frame_detail(images: torch.Tensor, valid: torch.Tensor) -> np.ndarray:
+    """log of each frame's fine-detail energy over its next band (N,) float64, on the pixels that
+    show the mesh (eroded past silhouettes); NaN where a frame shows too little or no texture.
+
+    Bands: grey - blur(1 px) over blur(1 px) - blur(2 px). Blurring a frame takes energy from the
+    first band faster than from the second, so among frames that show the same surface (the
+    views that compete for a voxel) a lower value means a blurrier frame; video models blur
+    some frames more than others. Beyond Ink3D; see `detail_costs`."""
+    import cv2
+
+    n = images.shape[0]
+    out = np.full(n, np.nan)
+    kernel = np.ones((7, 7), np.uint8)
+    for i in range(n):
+        img = images[i].numpy().astype(np.float32)
+        grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY) if img.shape[-1] == 3 else img.mean(-1)
+        inner = cv2.erode(valid[i].numpy().astype(np.uint8), kernel).astype(bool)
+        if inner.sum() < 256:
+            continue
+        b1, b2 = cv2.GaussianBlur(grey, (0, 0), 1.0), cv2.GaussianBlur(grey, (0, 0), 2.0)
+        fine = float(((grey - b1)[inner] ** 2).mean())
+        mid = float(((b1 - b2)[inner] ** 2).mean())
+        if mid > 1e-7:  # below: a flat frame, whose ratio would be noise
+            out[i] = math.log(max(fine, 1e-12) / mid)
+    return out
+
+
+def detail_costs(detail: np.ndarray, weight: float) -> np.ndarray:
+    """Per-view unary addition (N,) >= 0: weight x how far the frame's detail falls below the
+    sharpest frame's (frames without a value get the median's cost)."""
+    if not np.isfinite(detail).any() or weight == 0:
+        return np.zeros(len(detail))
+    d = np.where(np.isfinite(detail), detail, np.nanmedian(detail))
+    return weight * (d.max() - d)
+
+
+def unary_costs(conf: torch.Tensor, candidates: torch.Tensor, view_cost: np.ndarray | None = None) -> np.ndarray:
+    """Ink3D's unary (V, N) float64: 2 - confidence for the top-K views, 10 for the others;
+    `view_cost` (N,) is added to the top-K views' costs (frame detail)."""
     unary = np.full(conf.shape, UNSEEN_COST, dtype=np.float64)
     rows, ranks = np.nonzero(candidates.numpy() >= 0)
     views = candidates.numpy()[rows, ranks]
     unary[rows, views] = 2.0 - conf.numpy()[rows, views]
+    if view_cost is not None:
+        unary[rows, views] += view_cost[views]
     return unary
 
 
@@ -97,3 +141,32 @@ def mrf_labels(unary: np.ndarray, edges: np.ndarray, weights: np.ndarray, init: 
                                    n_iter=iterations, algorithm="expansion",
                                    init_labels=start.astype(np.int32), down_weight_factor=1)
     return usable[np.asarray(labels, dtype=np.int64)]
+
+
+def select_labels(graph: VoxelGraph, conf: torch.Tensor, vcolour: torch.Tensor, candidates: torch.Tensor,
+                  view_cost: np.ndarray | None, params: "BakeParams") -> tuple[np.ndarray, dict]:
+    """Labels (V,) of the `mrf` or `greedy` method (-1 at unseen voxels) and what to report.
+
+    Reads no image: it runs beside the view alignment (baker.py), gco releasing the GIL."""
+    start = time.perf_counter()
+    info: dict = {}
+    labels = np.full(len(graph), -1, dtype=np.int64)
+    sites = np.nonzero((candidates[:, 0] >= 0).numpy())[0]
+    unary = unary_costs(conf[sites], candidates[sites], view_cost)
+    if params.lock_reference:
+        info["locked_voxels"] = int(lock_to_reference(unary, conf[sites], params.reference_view,
+                                                      params.lock_angle).sum())
+    greedy = greedy_labels(unary)
+    labels[sites] = greedy
+    if params.method == "mrf":
+        site_of = np.full(len(graph), -1, dtype=np.int64)
+        site_of[sites] = np.arange(len(sites))
+        e = site_of[graph.edges]
+        e = e[(e >= 0).all(1)]
+        weights = potts_weights(e, vcolour.numpy()[sites], params.mrf_lambda)
+        mrf = mrf_labels(unary, e, weights, greedy, params.mrf_iterations)
+        info["mrf_energy"] = {"greedy": round(mrf_energy(unary, e, weights, greedy), 3),
+                              "mrf": round(mrf_energy(unary, e, weights, mrf), 3)}
+        labels[sites] = mrf
+    info["view_selection_seconds"] = round(time.perf_counter() - start, 3)
+    return labels, info

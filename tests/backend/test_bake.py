@@ -297,6 +297,97 @@ def test_aligned_views_raise_mrf_psnr_on_seen_texels() -> None:
     assert psnr[True] >= psnr[False] + 2.0, psnr
 
 
+# --- frame detail ---------------------------------------------------------------------------------
+
+def _blur(image: np.ndarray, sigma: float) -> np.ndarray:
+    import cv2
+
+    return cv2.GaussianBlur(np.ascontiguousarray(image, dtype=np.float32), (0, 0), sigma)
+
+
+def test_frame_detail_ranks_blurred_frames_below_sharp_ones() -> None:
+    mesh = quad_mesh()
+    cam = camera_towards([0, 0, 1], size=128)
+    image = render_views(mesh, detailed_texture(256, cells=24), [cam], supersample=2)[0][0]
+    frames = np.stack([image, _blur(image, 0.5), _blur(image, 0.9), np.full_like(image, 0.4), image])
+    valid = torch.ones(frames.shape[:3], dtype=torch.bool)
+    valid[4] = False
+    valid[4, :8, :8] = True  # too few pixels of the mesh to judge
+    detail = selection.frame_detail(torch.as_tensor(frames), valid)
+    assert detail[0] > detail[1] > detail[2], detail
+    assert np.isnan(detail[3]) and np.isnan(detail[4])  # flat frame, frame that shows too little
+    cost = selection.detail_costs(detail, 0.5)
+    assert cost[0] == 0 and 0 < cost[1] < cost[2]
+    assert cost[3] == cost[4] == np.median(cost[:3])
+    assert not selection.detail_costs(detail, 0.0).any()
+
+
+@pytest.mark.parametrize("method", ["greedy", "mrf"])
+def test_selection_prefers_the_sharper_of_two_equally_good_views(method: str) -> None:
+    mesh = quad_mesh()
+    cams = [camera_towards([math.sin(math.radians(a)), 0, math.cos(math.radians(a))], size=96) for a in (-25, 25)]
+    images, _ = render_views(mesh, detailed_texture(256, cells=24), cams, supersample=2)
+    params = dict(method=method, texture_size=64, voxel_res=8, align=False, seam_levelling=False)
+    for blurred in (0, 1):
+        frames = images.copy()
+        frames[blurred] = _blur(frames[blurred], 0.9)
+        hist = bake(mesh, _views(cams, frames), BakeParams(**params)).report["label_histogram"]
+        # all but the texels near the quad's edges that only the other view sees sharply enough
+        assert hist.get(f"v{1 - blurred}", 0) > 0.95 * sum(hist.values()), hist
+    if method == "greedy":  # Ink3D's unary alone splits the quad by confidence: each view takes the half it faces
+        hist = bake(mesh, _views(cams, frames), BakeParams(detail_weight=0.0, **params)).report["label_histogram"]
+        assert min(hist.values()) > 0.3 * sum(hist.values()), hist
+
+
+def test_a_cancel_during_alignment_does_not_wait_for_the_selection_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+    import time
+
+    mesh, gt, cams, images = _torus_views(256)
+    release = threading.Event()
+    real = selection.mrf_labels
+
+    def slow_mrf(*args, **kwargs):  # type: ignore[no-untyped-def]
+        release.wait(30)  # an alpha-expansion that is still running when the cancel comes
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(selection, "mrf_labels", slow_mrf)
+
+    class Stop(Exception):
+        pass
+
+    def progress(fraction: float, message: str) -> None:
+        if message == "aligning views":
+            raise Stop
+
+    start = time.perf_counter()
+    try:
+        with pytest.raises(Stop):
+            bake(mesh, _views(cams, images), BakeParams(texture_size=256, voxel_res=32), progress)
+        assert time.perf_counter() - start < 20
+        assert not release.is_set()
+    finally:
+        release.set()
+
+
+def test_optimize_method_reads_the_aligned_views() -> None:
+    mesh, gt, cams, images = _torus_views(256)
+    rng = np.random.default_rng(5)
+    for i in range(len(images)):
+        a = rng.uniform(0, 2 * math.pi)
+        images[i] = shift_image(images[i], 2 * math.cos(a), 2 * math.sin(a))
+    texels = texel_samples(mesh, 256)
+    seen = _seen_texels(mesh, cams, texels)
+    psnr = {}
+    for align in (False, True):
+        result = bake(mesh, _views(cams, images), BakeParams(method="optimize", texture_size=256, voxel_res=32,
+                                                             align=align, optimize_steps=60))
+        assert ("alignment" in result.report) == align
+        err = ((result.texture[texels.rows, texels.cols] - gt[texels.rows, texels.cols]) ** 2).mean(1)
+        psnr[align] = -10 * math.log10(err[seen].mean())
+    assert psnr[True] >= psnr[False] + 1.0, psnr
+
+
 def test_bake_makes_an_xatlas_uv_map_when_the_mesh_has_none() -> None:
     cube = cube_mesh()
     mesh = make_mesh(cube.positions, cube.faces)  # no UVs
