@@ -23,7 +23,7 @@ from . import selection
 from .colour import texel_average, texel_colours
 from .fill import bfs_fill, gutter_fill
 from .params import BakeParams
-from .seams import level_offsets, seam_differences
+from .seams import blend_strips, level_offsets, seam_differences
 from .surface import VoxelGraph, build_voxels
 from .uv_atlas import make_uv_map
 from .uv_raster import Texels, texel_samples
@@ -225,16 +225,23 @@ def _sample(graph: VoxelGraph, texels: Texels, texel_voxel: np.ndarray, vd: View
     colour_np, seen_np, chosen_np = colour.numpy(), seen.numpy(), chosen.numpy()
     if labels is not None:
         report["texels_off_voxel_label"] = int(((chosen_np != labels[texel_voxel]) & seen_np).sum())
-    if params.seam_levelling and labels is not None:
-        progress(0.85, "levelling seams")
-        seam_edges, seam_diff = seam_differences(graph, labels, images, vd, points, normals, texel_voxel,
-                                                 voxel_colour=vcolour.numpy())
-        offsets = level_offsets(graph, labels, seam_edges, seam_diff)
-        same = seen_np & (chosen_np == labels[texel_voxel])
-        colour_np[same] += offsets[texel_voxel[same]]
-        report["seam_edges"] = int(len(seam_edges))
-        report["seam_mean_difference"] = float(np.abs(seam_diff).mean()) if len(seam_diff) else 0.0
-        timer.lap("seam_levelling")
+    if (params.seam_levelling or params.seam_blend) and labels is not None:
+        offsets = np.zeros((len(graph), colour_np.shape[1]), dtype=np.float32)
+        if params.seam_levelling:
+            progress(0.85, "levelling seams")
+            seam_edges, seam_diff = seam_differences(graph, labels, images, vd, points, normals, texel_voxel,
+                                                     voxel_colour=vcolour.numpy())
+            offsets = level_offsets(graph, labels, seam_edges, seam_diff)
+            same = seen_np & (chosen_np == labels[texel_voxel])
+            colour_np[same] += offsets[texel_voxel[same]]
+            report["seam_edges"] = int(len(seam_edges))
+            report["seam_mean_difference"] = float(np.abs(seam_diff).mean()) if len(seam_diff) else 0.0
+            timer.lap("seam_levelling")
+        if params.seam_blend:
+            progress(0.95, "blending seam strips")
+            report["seam_blended_texels"] = blend_strips(graph, labels, offsets, colour_np, chosen_np, texel_voxel,
+                                                         texels.position, images, vd, points, normals)
+            timer.lap("seam_blend")
     return colour_np, seen_np, (chosen_np if labels is not None else None)
 
 

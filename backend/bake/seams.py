@@ -184,3 +184,40 @@ def _divergence(i: np.ndarray, j: np.ndarray, d: np.ndarray, n: int) -> np.ndarr
     np.add.at(rhs, i, -d)
     np.add.at(rhs, j, d)
     return rhs
+
+
+def blend_strips(graph: VoxelGraph, labels: np.ndarray, offsets: np.ndarray, colour: np.ndarray, chosen: np.ndarray,
+                 texel_voxel: np.ndarray, positions: np.ndarray, images: torch.Tensor, views: ViewDepth,
+                 points: torch.Tensor, normals: torch.Tensor) -> int:
+    """Local blending along seam strips (after the global levelling; TexRecon's local step,
+    simplified to a feather): a texel of a voxel on a seam mixes in the view across the seam
+    (with that side's offset), by weight 0.5 at the face the two voxels share, falling linearly
+    to 0 one voxel in, so the colour crosses the seam continuously. Edits `colour` (T, C) in
+    place; returns how many texels it changed."""
+    e = graph.edges
+    step = graph.cells[e[:, 1]] - graph.cells[e[:, 0]]
+    seam = (labels[e[:, 0]] >= 0) & (labels[e[:, 1]] >= 0) & (labels[e[:, 0]] != labels[e[:, 1]])
+    seam &= np.abs(step).sum(1) == 1  # face neighbours: the seam is the face between their cells
+    e, step = e[seam], step[seam]
+    partner = np.full(len(graph), -1, dtype=np.int64)
+    axis = np.zeros((len(graph), 3), dtype=np.float64)
+    partner[e[:, 0]], axis[e[:, 0]] = e[:, 1], step
+    partner[e[:, 1]], axis[e[:, 1]] = e[:, 0], -step
+    t = np.nonzero((partner[texel_voxel] >= 0) & (chosen == labels[texel_voxel]))[0]
+    if len(t) == 0:
+        return 0
+    a = texel_voxel[t]
+    b = partner[a]
+    mid = (graph.centres[a].astype(np.float64) + graph.centres[b]) / 2
+    d = ((positions[t] - mid) * axis[a]).sum(1)  # <= 0 on the texel's own side of the seam
+    w = 0.5 * np.clip(1 + d / graph.voxel_size, 0.0, 1.0)
+    keep = w > 0
+    t, b, w = t[keep], b[keep], w[keep]
+    tt = torch.as_tensor(t)
+    view = torch.as_tensor(labels[b])
+    conf, px, py = visibility(points[tt], normals[tt], views, view)
+    ok = (conf > 0).numpy()
+    other = sample_bilinear(images, view[ok], px[ok], py[ok]).numpy() + offsets[b[ok]]
+    t, w = t[ok], w[ok, None].astype(np.float32)
+    colour[t] = (1 - w) * colour[t] + w * other
+    return len(t)

@@ -149,3 +149,31 @@ def intersecting_pairs(vertices: np.ndarray, faces: np.ndarray, among: np.ndarra
                 hit |= _segments_cross_triangles(tri[x, k], tri[x, (k + 1) % 3], tri[y, 0], tri[y, 1], tri[y, 2])
         found.append(np.stack([i[hit], j[hit]], axis=1))
     return np.concatenate(found) if found else np.zeros((0, 2), np.int64)
+
+
+def topology(vertices: np.ndarray, faces: np.ndarray) -> dict[str, int]:
+    """Euler characteristic V - E + F, connected pieces and total genus of a closed triangle mesh
+    (each closed orientable piece has chi = 2 - 2 g; a mesh with handles has chi < 2 per piece)."""
+    import trimesh
+
+    mesh = trimesh.Trimesh(vertices, faces, process=True)  # merge duplicated corners first
+    euler = int(mesh.euler_number)
+    pieces = int(len(mesh.split(only_watertight=False)))
+    return {"euler": euler, "pieces": pieces, "genus": (2 * pieces - euler) // 2}
+
+
+def back_normal_error(vertices: np.ndarray, faces: np.ndarray, gt_vertices: np.ndarray, gt_faces: np.ndarray,
+                      seen: np.ndarray, away: float, count: int = 40_000, seed: int = 0) -> np.ndarray:
+    """Angle (degrees) between the result's surface normal and the ground truth's at the nearest
+    ground-truth point, for surface samples of the result farther than `away` from every point in
+    `seen` (the scanned front): how lumpy or spiky the completed back is, against the truth."""
+    import trimesh
+
+    result = trimesh.Trimesh(vertices, faces, process=False)
+    truth = trimesh.Trimesh(gt_vertices, gt_faces, process=False)
+    pts, fid = trimesh.sample.sample_surface(result, count, seed=seed)
+    back = cKDTree(seen).query(pts, workers=-1)[0] > away
+    gt_pts, gt_fid = trimesh.sample.sample_surface(truth, 4 * count, seed=seed + 1)
+    nn = cKDTree(gt_pts).query(pts[back], workers=-1)[1]
+    cos = np.einsum("ij,ij->i", result.face_normals[fid[back]], truth.face_normals[gt_fid[nn]])
+    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))

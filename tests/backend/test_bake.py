@@ -188,6 +188,25 @@ def test_seam_levelling_cancels_a_view_brightness_step() -> None:
     assert np.allclose(g[:5].mean(0) + g[5:].mean(0), 0, atol=1e-3)  # split evenly
 
 
+def test_seam_blend_feathers_the_step_between_two_views() -> None:
+    mesh = quad_mesh()
+    cams = [camera_towards([math.sin(math.radians(a)), 0, math.cos(math.radians(a))]) for a in (-25, 25)]
+    views = _flat(cams, [(1, 0, 0), (0, 0, 1)])
+    params = dict(method="greedy", texture_size=64, voxel_res=8, edge_margin=0, align=False, seam_levelling=False,
+                  detail_weight=0.0)
+    plain = bake(mesh, views, BakeParams(**params))
+    blended = bake(mesh, views, BakeParams(seam_blend=True, **params))
+    red_plain, red = plain.texture[..., 0], blended.texture[..., 0]
+    assert np.abs(np.diff(red_plain, axis=1)).max() == pytest.approx(1.0, abs=1e-5)  # a hard seam
+    assert np.abs(np.diff(red, axis=1)).max() < 0.2  # feathered over about two voxels (16 texels)
+    assert blended.report["seam_blended_texels"] > 0
+    assert ((red > 0.05) & (red < 0.95)).any(1).all()  # every row crosses the seam smoothly
+    changed = np.abs(red - red_plain) > 1e-6
+    assert changed.any(0).sum() <= 16  # only the strip next to the seam, one voxel each side
+    assert np.allclose(blended.texture[:, :4], plain.texture[:, :4]) and np.allclose(blended.texture[:, -4:],
+                                                                                       plain.texture[:, -4:])
+
+
 def test_seam_levelling_improves_a_bake_from_jittered_views() -> None:
     mesh = quad_mesh()
     cams = [camera_towards([-0.5, 0, 1]), camera_towards([0.5, 0, 1])]
