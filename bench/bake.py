@@ -7,7 +7,7 @@ bake with each method, then render the baked texture and the ground truth at 24 
 The baseline is `average` without alignment (the plain confidence-weighted average; `average` if
 that row is not run) in the same process: the table gives method - baseline in dB. Method names
 take variant suffixes: `-noseam` (no seam levelling), `-noalign` (no view alignment), `-nodetail` (mrf/greedy
-without the frame-detail unary term, i.e. Ink3D's unary), `-blend` (feather colours across seams).
+without the frame-detail unary term, i.e. Ink3D's unary), `-noblend` (no feathering across seams).
 
   .venv/backend/bin/python bench/bake.py [--assets text,plaid,thin] [--methods mrf,mrf-noseam,mrf-noalign,greedy,average,average-noalign,optimize]
       [--frames 61] [--size 512] [--texture-size 2048] [--voxel-res 256] [--mrf-lambda 5] [--detail-weight 0.5] [--clean] [--threads N]
@@ -72,10 +72,10 @@ def run_asset(name: str, args: argparse.Namespace) -> list[dict]:
     rows = [{"asset": name, "method": "gt-resampled", "psnr": round(psnr, 2), "ssim": round(ssim, 4), "seconds": 0.0}]
     print(f"[{name}] ground truth at {args.texture_size}^2: PSNR {psnr:.2f} dB  SSIM {ssim:.4f} (upper bound)", flush=True)
     for method in args.methods:
-        base_method, *flags = method.split("-")  # variants: METHOD-noseam, -noalign, -nodetail, -blend (combinable)
+        base_method, *flags = method.split("-")  # variants: METHOD-noseam, -noalign, -nodetail, -noblend (combinable)
         params = BakeParams(method=base_method, texture_size=args.texture_size, voxel_res=args.voxel_res,
                             seam_levelling="noseam" not in flags, align="noalign" not in flags,
-                            seam_blend="blend" in flags,
+                            seam_blend="noblend" not in flags,
                             detail_weight=0.0 if "nodetail" in flags else args.detail_weight,
                             optimize_steps=args.optimize_steps, mrf_lambda=args.mrf_lambda)
         wall, cpu = time.perf_counter(), time.process_time()

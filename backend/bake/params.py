@@ -26,7 +26,7 @@ class BakeParams:
     reference_view: int = 0  # index of the reference view (frame 0 of Ink3D's orbits)
     lock_angle: float = 60.0  # degrees
     seam_levelling: bool = True  # global per-label colour offsets that make seams agree
-    seam_blend: bool = False  # then feather colours across label seams, one voxel each side (seams.blend_strips)
+    seam_blend: bool = True  # then feather colours across label seams, one voxel each side (seams.blend_strips)
     align: bool = True  # warp and colour-correct each view onto the surface before selection (align.py)
     align_passes: int = 1  # estimate -> flow -> warp rounds (later ones start from the aligned views)
     align_max_shift: float = 8.0  # largest misalignment corrected, in pixels

@@ -37,6 +37,7 @@ FRONT_REACH_VOXELS = 2.0  # the front term measures sideways this far from the f
 FRONT_TRUST_VOXELS = 0.5  # ray and sideways front terms disagreeing by more: the scan points decide
 LAYER_MARGIN_VOXELS = 2.0  # a deeper layer may reach this far in front of its extrapolated front
 SKIN_VOXELS = 2.0  # the solid keeps this neighbourhood of every scan point behind the front
+CURVATURE_WINDOW = 4.0  # nodes: Gaussian window pooling the sphere fit of `curvature_thickness`
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,11 @@ def complete_geometric(points: np.ndarray, normals: np.ndarray, direction: np.nd
         notes.append("no scanner position known: rays are taken parallel to the scan direction")
     z_rim = rim_depth(fmap)
     t_min = min_thickness_voxels * fmap.voxel * _obliquity(fmap)  # a thin wedge must still span voxels
-    thickness = np.maximum(np.maximum(2.0 * (z_rim - fmap.depth), curvature_thickness(fmap)), t_min)
+    reflected = 2.0 * (z_rim - fmap.depth)
+    chord, trust = curvature_thickness(fmap)
+    # where the sphere fit is trusted the back may go as deep as its chord; the trust fades
+    # smoothly, so the back does not step between the two priors
+    thickness = np.maximum(reflected + trust * np.maximum(chord - reflected, 0.0), t_min)
     thickness = _smooth_inside(thickness, fmap.mask, sigma=1.0)
     plane = None
     if symmetry:
@@ -122,21 +127,28 @@ def _node_positions(fmap: FrontMap) -> np.ndarray:
     return fmap.view.to_world(fmap.view.local_from_abw(a, b, fmap.depth).reshape(-1, 3)).reshape(nx, ny, 3)
 
 
-def curvature_thickness(fmap: FrontMap, radius: int = 3, min_fit: float = 0.5) -> np.ndarray:
+def curvature_thickness(fmap: FrontMap, radius: int = 3, window: float = CURVATURE_WINDOW,
+                        min_fit: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
     """Chord length through a locally spherical front: each front point p with normal n lies on a
     sphere around p - t n with t fitted over its neighbours (dp ~ t dn); the scanner ray through p
     then crosses it over 2 t |cos(ray, n)|. This is what the rim reflection misses under perspective
-    (a perspective scanner sees less than the half facing it). Zero where the front is flat, concave
-    or not sphere-like (fit quality < min_fit); capped by the silhouette's inscribed radius."""
+    (a perspective scanner sees less than the half facing it). Returns the chord and how far to
+    trust it (0-1, from the fit quality; 0 where the front is flat, concave or not sphere-like);
+    the chord is capped by the silhouette's inscribed radius.
+
+    Both vary smoothly over the front: the least-squares sums are pooled over a Gaussian window
+    of `window` nodes and the normals are smoothed first. Fitted node by node from the scan's
+    noisy normals, t and the fit test flickered from node to node, and the back, which follows
+    the larger of this chord and the rim reflection's, came out as spikes and craters."""
     mask = fmap.mask
     pos = _node_positions(fmap)
-    nrm = np.stack([_smooth_inside(fmap.normal[..., k], mask, 1.0) for k in range(3)], axis=-1)
+    nrm = np.stack([_smooth_inside(fmap.normal[..., k], mask, 2.0) for k in range(3)], axis=-1)
     nrm /= np.maximum(np.linalg.norm(nrm, axis=-1, keepdims=True), 1e-12)
     num = np.zeros(mask.shape)
     den = np.zeros(mask.shape)
     dpp = np.zeros(mask.shape)
-    jump = JUMP_VOXELS * fmap.voxel
     nx, ny = mask.shape
+    gi, gj = np.meshgrid(np.arange(nx), np.arange(ny), indexing="ij")
     for di in range(-radius, radius + 1):
         for dj in range(-radius, radius + 1):
             if (di, dj) == (0, 0) or di * di + dj * dj > radius * radius:
@@ -145,16 +157,49 @@ def curvature_thickness(fmap: FrontMap, radius: int = 3, min_fit: float = 0.5) -
             dst = (slice(max(0, di), nx - max(0, -di)), slice(max(0, dj), ny - max(0, -dj)))
             dp = pos[dst] - pos[src]
             dn = nrm[dst] - nrm[src]
-            ok = mask[dst] & mask[src] & (np.abs(fmap.depth[dst] - fmap.depth[src]) < jump * max(abs(di), abs(dj)))
+            ok = mask[dst] & mask[src]
+            ok &= ~depth_jumps(fmap, (gi[src], gj[src]), (gi[dst], gj[dst]), JUMP_VOXELS * fmap.voxel * max(abs(di), abs(dj)))
             num[src] += np.where(ok, np.einsum("ijk,ijk->ij", dp, dn), 0.0)
             den[src] += np.where(ok, np.einsum("ijk,ijk->ij", dn, dn), 0.0)
             dpp[src] += np.where(ok, np.einsum("ijk,ijk->ij", dp, dp), 0.0)
+    num, den, dpp = (ndimage.gaussian_filter(np.where(mask, x, 0.0), window) for x in (num, den, dpp))
     t = num / np.maximum(den, 1e-20)
     # fit quality: share of the neighbours' offsets explained by the sphere model
     fit = 1.0 - np.maximum(dpp - 2 * t * num + t * t * den, 0.0) / np.maximum(dpp, 1e-20)
     inscribed = float(-fmap.lateral.min()) * float(fmap.view.scale(fmap.w_median))
-    t = np.where(mask & (t > 0) & (fit >= min_fit), np.minimum(t, inscribed), 0.0)
-    return 2.0 * t / _obliquity(fmap)
+    trust = np.where(mask & (t > 0), np.clip((fit - min_fit) / 0.25, 0.0, 1.0), 0.0)
+    chord = np.where(mask, 2.0 * np.clip(t, 0.0, inscribed) / _obliquity(fmap), 0.0)
+    return chord, trust
+
+
+def depth_jumps(fmap: FrontMap, p: tuple[np.ndarray, np.ndarray], q: tuple[np.ndarray, np.ndarray],
+                threshold: float | np.ndarray) -> np.ndarray:
+    """Whether the front breaks between nodes p and q (index pairs (i, j)): neither node's tangent
+    plane (its depth and normal) meets the other node's ray within `threshold` (world units) of
+    its depth. A plain depth difference cannot tell: on a front seen at a grazing angle (a lid,
+    every silhouette of a round object) neighbours lie many voxels apart in depth although the
+    surface is continuous, and noise then flips such pairs across any fixed threshold."""
+    return np.minimum(_plane_miss(fmap, p, q), _plane_miss(fmap, q, p)) > threshold
+
+
+def _plane_miss(fmap: FrontMap, p: tuple[np.ndarray, np.ndarray], q: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """|depth of q - depth where p's tangent plane meets q's ray| (inf where the plane is parallel
+    to that ray or meets it behind the scanner)."""
+    view = fmap.view
+    ab = lambda n: (fmap.a0 + fmap.step * n[0], fmap.b0 + fmap.step * n[1])
+    (ap, bp), (aq, bq) = ab(p), ab(q)
+    nrm = fmap.normal[p] @ view.rotation.T  # local frame
+    xp = view.local_from_abw(ap, bp, fmap.depth[p])
+    if view.perspective:  # q's ray: w (aq, bq, 1)
+        denom = nrm[..., 0] * aq + nrm[..., 1] * bq + nrm[..., 2]
+        numer = np.einsum("...k,...k->...", nrm, xp)
+    else:  # q's ray: (aq, bq, w)
+        denom = nrm[..., 2]
+        numer = np.einsum("...k,...k->...", nrm, xp) - nrm[..., 0] * aq - nrm[..., 1] * bq
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w = numer / denom
+    ok = (np.abs(denom) > 1e-3) & (w > 0 if view.perspective else np.isfinite(w))
+    return np.where(ok, np.abs(fmap.depth[q] - w), np.inf)
 
 
 def _smooth_inside(field: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
@@ -197,7 +242,7 @@ def rim_depth(fmap: FrontMap) -> np.ndarray:
     border = mask & ~full
     i, j = _grid_edges(mask)
     flat = depth.ravel()
-    jump = np.abs(flat[i] - flat[j]) > JUMP_VOXELS * fmap.voxel
+    jump = depth_jumps(fmap, np.unravel_index(i, mask.shape), np.unravel_index(j, mask.shape), JUMP_VOXELS * fmap.voxel)
     near_side = np.zeros(mask.size, bool)
     near_side[np.where(flat[i[jump]] < flat[j[jump]], i[jump], j[jump])] = True
     dirichlet = (border.ravel() | near_side) & mask.ravel()

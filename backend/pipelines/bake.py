@@ -46,8 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reference-view", dest="reference_view", type=int, help="reference frame index (default 0)")
     parser.add_argument("--no-seam-levelling", dest="seam_levelling", action="store_false", default=None,
                         help="skip the global seam colour levelling")
-    parser.add_argument("--seam-blend", dest="seam_blend", action="store_true", default=None,
-                        help="after levelling, feather colours across view seams (one voxel each side)")
+    parser.add_argument("--no-seam-blend", dest="seam_blend", action="store_false", default=None,
+                        help="skip feathering colours across view seams (one voxel each side) after levelling")
     parser.add_argument("--no-align", dest="align", action="store_false", default=None,
                         help="skip aligning each view (optical flow + colour gain/offset) to the surface before selection")
     parser.add_argument("--rasterizer", choices=["auto", "moderngl", "torch", "nvdiffrast"], help="G-buffer rasterizer")
