@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import bpy
-from bpy.props import EnumProperty, IntProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
 from ..addon import cameras, scene_io
 from ..addon.cameras import CameraError
@@ -133,9 +133,13 @@ class BakeOptions:
                            description="Surface voxels across the mesh for view selection")
     uv_mode: EnumProperty(name="UV Map", items=UV_MODES, default="EXISTING")
     uv_map: StringProperty(name="UV Map Name", description="Existing UV map to bake onto (empty: the active render one)")
+    align_views: BoolProperty(name="Align Views", default=True,
+                              description="Warp and colour-correct each image onto the surface before baking "
+                                          "(images a pixel or two off the geometry, as from video models or hand-placed cameras)")
 
     def bake_params(self) -> dict:
-        return {"method": self.method, "texture_size": self.texture_size, "voxel_res": self.voxel_res}
+        return {"method": self.method, "texture_size": self.texture_size, "voxel_res": self.voxel_res,
+                "align": self.align_views}
 
     def bake_views(self, context, staging: Path) -> Path:
         """The view-set zip in `staging`; raises CameraError naming the camera, image or folder."""

@@ -114,6 +114,7 @@ def test_execute_bakes_camera_images_onto_the_objects_own_and_new_uv_maps(sessio
     jobs = {j.target: j for j in session.board.jobs()[-2:]}
     assert sorted(jobs) == ["Bake No UV", "Bake UV"] and {j.state for j in jobs.values()} == {"done"}, \
         [(j.target, j.state, j.message) for j in jobs.values()]
+    assert all(j.params["align"] is True for j in jobs.values())  # Align Views is on by default
     for obj in (with_uvs, without):
         after = state(obj)
         for key in ("vertices", "polygons", "matrix"):
@@ -130,6 +131,16 @@ def test_execute_bakes_camera_images_onto_the_objects_own_and_new_uv_maps(sessio
     with zipfile.ZipFile(jobs["Bake UV"].inputs["views"]) as zf:
         meta = json.loads(zf.read("transforms.json"))
         assert len(meta["frames"]) == 4 and all(f["file_path"] in zf.namelist() for f in meta["frames"])
+
+
+def test_align_views_off_reaches_the_backend(session, ring):
+    obj = new_mesh("Bake Unaligned", "ico", uvs=True)
+    _select_only(obj)
+    assert bpy.ops.orbitex.bake_from_cameras(align_views=False, **BAKE_PARAMS) == {"FINISHED"}
+    job = session.board.jobs()[-1]
+    assert job.target == "Bake Unaligned" and job.state == "done", (job.state, job.message)
+    assert job.params["align"] is False
+    assert session.connect().job(job.backend_id)["params"]["align"] is False  # as the service stored it
 
 
 def test_a_result_whose_object_was_renamed_is_kept_and_never_lands_on_another_object(session, ring):
