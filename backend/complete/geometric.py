@@ -37,6 +37,7 @@ FRONT_REACH_VOXELS = 2.0  # the front term measures sideways this far from the f
 FRONT_TRUST_VOXELS = 0.5  # ray and sideways front terms disagreeing by more: the scan points decide
 LAYER_MARGIN_VOXELS = 2.0  # a deeper layer may reach this far in front of its extrapolated front
 SKIN_VOXELS = 2.0  # the solid keeps this neighbourhood of every scan point behind the front
+SYMMETRY_STIFFNESS = 4.0  # membrane edge weight of the symmetric correction (data weight 1): its smoothness
 CURVATURE_WINDOW = 4.0  # nodes: Gaussian window pooling the sphere fit of `curvature_thickness`
 
 
@@ -186,8 +187,8 @@ def _plane_miss(fmap: FrontMap, p: tuple[np.ndarray, np.ndarray], q: tuple[np.nd
     """|depth of q - depth where p's tangent plane meets q's ray| (inf where the plane is parallel
     to that ray or meets it behind the scanner)."""
     view = fmap.view
-    ab = lambda n: (fmap.a0 + fmap.step * n[0], fmap.b0 + fmap.step * n[1])
-    (ap, bp), (aq, bq) = ab(p), ab(q)
+    ap, bp = fmap.a0 + fmap.step * p[0], fmap.b0 + fmap.step * p[1]
+    aq, bq = fmap.a0 + fmap.step * q[0], fmap.b0 + fmap.step * q[1]
     nrm = fmap.normal[p] @ view.rotation.T  # local frame
     xp = view.local_from_abw(ap, bp, fmap.depth[p])
     if view.perspective:  # q's ray: w (aq, bq, 1)
@@ -260,9 +261,12 @@ def rim_depth(fmap: FrontMap) -> np.ndarray:
 
 
 def _blend_symmetric(fmap: FrontMap, thickness: np.ndarray, points: np.ndarray, plane: SymmetryPlane,
-                     t_min: float) -> np.ndarray:
+                     t_min: np.ndarray) -> np.ndarray:
     """Replace the prior thickness by the mirrored front's where it lands behind the front, and
-    blend smoothly (screened membrane on the correction) elsewhere."""
+    blend smoothly elsewhere: a screened membrane on the correction, stiff against single nodes
+    (SYMMETRY_STIFFNESS). With an edge weight equal to the data weight, the correction followed
+    each node's deepest mirrored point almost exactly: spikes where one noisy or grazing point
+    landed deep, and a lumpy back between."""
     mirrored = plane.reflect(points)
     abw = fmap.view.project(mirrored)
     ii, jj, inside = fmap.nearest_node(abw[:, :2])
@@ -279,7 +283,7 @@ def _blend_symmetric(fmap: FrontMap, thickness: np.ndarray, points: np.ndarray, 
     local[ids] = np.arange(len(ids))
     i, j = _grid_edges(mask)
     w = np.where(has.ravel()[ids], 1.0, 0.0)
-    correction = _membrane_solve(len(ids), (local[i], local[j]), 1.0, w + 0.01, w * data.ravel()[ids])
+    correction = _membrane_solve(len(ids), (local[i], local[j]), SYMMETRY_STIFFNESS, w + 0.01, w * data.ravel()[ids])
     out = thickness.copy().ravel()
     out[ids] = np.maximum(out[ids] + correction, np.broadcast_to(t_min, mask.shape).ravel()[ids])
     return out.reshape(mask.shape)

@@ -69,3 +69,23 @@ class TinyPrior(torch.nn.Module):
     @torch.no_grad()
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
         return self.dec(latent)[0, 0]
+
+
+def ellipsoid_point_map(size: int = 128, noise: float = 0.0015) -> tuple[np.ndarray, trimesh.Trimesh]:
+    """The benchmark's rotated ellipsoid (semi-axes 0.5, 0.35, 0.3) scanned from one side, and its truth."""
+    rot = trimesh.transformations.rotation_matrix
+    gt = trimesh.creation.icosphere(4)
+    gt.apply_scale([0.5, 0.35, 0.3])
+    gt.apply_transform(rot(0.5, [0, 1, 0]) @ rot(0.3, [1, 0, 0]))
+    pm = simulate_point_map(make_mesh(gt.vertices, gt.faces), scan_camera(np.array([-0.3, -0.25, -1.0]), size=size),
+                            noise=noise, rasterizer="torch")
+    return pm, gt
+
+
+def grazing_plane_point_map(size: int = 128, noise: float = 0.0015, tilt_deg: float = 78.0) -> np.ndarray:
+    """A flat square seen at `tilt_deg` from its normal (a lid seen from the side): neighbouring
+    front-map nodes lie several voxels apart in depth although the surface is continuous."""
+    square = trimesh.creation.box([0.8, 0.8, 0.02])
+    square.apply_transform(trimesh.transformations.rotation_matrix(np.radians(tilt_deg), [1, 0, 0]))
+    return simulate_point_map(make_mesh(square.vertices, square.faces), scan_camera(np.array([0.0, 0.0, -1.0]), size=size),
+                              noise=noise, rasterizer="torch")
