@@ -465,3 +465,5 @@ def test_params_are_validated() -> None:
         BakeParams(mrf_iterations=0)
     with pytest.raises(InputError):
         BakeParams(align_passes=0)
+    with pytest.raises(InputError, match="detail_weight"):
+        BakeParams(detail_weight=-0.1)

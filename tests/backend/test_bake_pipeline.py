@@ -62,6 +62,18 @@ def cube_case(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, np.
     return glb, views, texture
 
 
+def test_cli_options_switch_the_beyond_paper_stages(cube_case, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    glb, views, _ = cube_case
+    base = ["bake", str(glb), str(views), "--texture-size", "64", "--voxel-res", "16"]
+    assert cli.main([*base, "--out", str(tmp_path / "on.glb")]) == 0
+    on = json.loads((tmp_path / "on_files" / "report.json").read_text())
+    assert "alignment" in on and len(on["frame_detail"]) == on["views"] and "seam_blended_texels" in on
+    assert cli.main([*base, "--out", str(tmp_path / "off.glb"), "--no-align", "--detail-weight", "0",
+                     "--no-seam-blend", "--no-seam-levelling"]) == 0
+    off = json.loads((tmp_path / "off_files" / "report.json").read_text())
+    assert not {"alignment", "frame_detail", "seam_blended_texels", "seam_edges"} & set(off)
+
+
 def test_glb_keeps_vertices_triangles_transform_and_uv_map(cube_case, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     glb, views, texture = cube_case
     before = _digests(glb, views)
