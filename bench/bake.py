@@ -86,11 +86,13 @@ def run_asset(name: str, args: argparse.Namespace) -> list[dict]:
         row = {"asset": name, "method": method, "psnr": round(psnr, 2), "ssim": round(ssim, 4),
                "seconds": round(wall, 1), "cpu_seconds": round(cpu, 1), "stages": result.report["seconds"],
                "voxels": result.report["voxels"], "unseen_fraction": round(result.report["unseen_fraction"], 4),
-               "alignment": {k: v for k, v in result.report.get("alignment", {}).items() if k != "shift_px"}}
+               "alignment": {k: v for k, v in result.report.get("alignment", {}).items() if k != "shift_px"},
+               "label_seam_edges": result.report.get("label_seam_edges")}
         rows.append(row)
         stages = " ".join(f"{k}={v:.1f}" for k, v in result.report["seconds"].items())
         print(f"[{name}] {method:16s} PSNR {psnr:6.2f} dB  SSIM {ssim:.4f}  {wall:6.1f} s wall "
-              f"({cpu:.1f} s cpu)  [{stages}]" + (f"  align {row['alignment']}" if row["alignment"] else ""),
+              f"({cpu:.1f} s cpu)  [{stages}]" + (f"  align {row['alignment']}" if row["alignment"] else "")
+              + (f"  seam edges {row['label_seam_edges']}" if row["label_seam_edges"] else ""),
               flush=True)
     base = next((r for r in rows if r["method"] == "average-noalign"), None)
     base = base or next((r for r in rows if r["method"] == "average"), None)

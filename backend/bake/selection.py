@@ -167,6 +167,9 @@ def select_labels(graph: VoxelGraph, conf: torch.Tensor, vcolour: torch.Tensor, 
         mrf = mrf_labels(unary, e, weights, greedy, params.mrf_iterations)
         info["mrf_energy"] = {"greedy": round(mrf_energy(unary, e, weights, greedy), 3),
                               "mrf": round(mrf_energy(unary, e, weights, mrf), 3)}
+        # edges between voxels of different views: where seams can show
+        info["label_seam_edges"] = {"greedy": int((greedy[e[:, 0]] != greedy[e[:, 1]]).sum()),
+                                    "mrf": int((mrf[e[:, 0]] != mrf[e[:, 1]]).sum()), "edges": int(len(e))}
         labels[sites] = mrf
     info["view_selection_seconds"] = round(time.perf_counter() - start, 3)
     return labels, info
