@@ -65,9 +65,11 @@ def ranked_observations(points: torch.Tensor, normals: torch.Tensor, candidates:
         idx = torch.nonzero(view >= 0).squeeze(1)
         if len(idx) == 0:
             return
-        conf, px, py = visibility(points[idx], normals[idx], views, view[idx])
+        view = view[idx]
+        conf, px, py = visibility(points[idx], normals[idx], views, view)
         ok = conf > 0
-        yield idx[ok], view[idx][ok], conf[ok], sample_bilinear(images, view[idx][ok], px[ok], py[ok])
+        view = view[ok]
+        yield idx[ok], view, conf[ok], sample_bilinear(images, view, px[ok], py[ok])
 
 
 def texel_average(points: torch.Tensor, normals: torch.Tensor, candidates: torch.Tensor,
