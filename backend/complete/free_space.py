@@ -14,7 +14,9 @@ the nearest point of each kind is a signed distance to the front's cross-section
 bisector between the last near and the first far point at a jump, the cut line on an oblique
 front). Where it agrees in sign with the ray term the smaller magnitude wins (both bound the
 true distance from above); where they disagree by more than `trust` (beyond the depth noise:
-the ray term's bilinear ramp across a jump) the points decide.
+the ray term's bilinear ramp across a jump) the points decide. Where every scan ray within reach
+is blocked at or before w (past the deepest points of a wall seen edge-on), the ray term may not
+say the point is in front: it is at least the sideways bound behind.
 
 The points also give the solid a skin (`skin_term`): a front that the front map's nodes cannot
 hold, such as a wall seen edge-on whose points span many depths within one node, would otherwise
@@ -74,5 +76,10 @@ class FreeSpace:
         both = np.where(agree, np.sign(v) * np.minimum(np.abs(v), np.abs(lateral)),
                         np.where(np.abs(v) >= trust, lateral, v))
         out = vertical.copy()
-        out[sel] = np.where(measured, both, v)  # (inf - inf = nan is never measured)
+        # every scan ray within the bound is blocked at or before this depth: the point lies behind
+        # the front by at least what the bound shows, whatever the ray term says (on a wall seen
+        # edge-on it jumps by voxels where its deepest points end)
+        hidden = np.isfinite(blocked) & ~np.isfinite(empty)
+        bounded = np.where(hidden, np.minimum(v, 0.5 * (blocked - bound) * scale), v)
+        out[sel] = np.where(measured, both, bounded)  # (inf - inf = nan is never measured)
         return out

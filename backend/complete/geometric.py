@@ -10,6 +10,8 @@ scanner ray enters the object at the front depth z_f and leaves at a back depth 
   spheres and ellipsoids seen orthographically, thin for plates, and never thinner than `min_thickness`;
 - symmetry: when a mirror plane has strong support (symmetry.py), the mirrored front gives back
   depths directly; a screened membrane blends them into the rim-reflection back;
+- near the silhouette the back may not rise inwards (`recede_from_rim`): a furrow there made
+  marching cubes bridge it along the side seam (handles in a genus-0 object);
 - the solid {z_f <= w <= z_b, inside the silhouette (, above the ground)} becomes an SDF-like
   field, and marching cubes gives a watertight mesh whose front lies on the scan. The field has
   to be a distance near the front for that: its front term also measures sideways on the scan
@@ -39,6 +41,8 @@ LAYER_MARGIN_VOXELS = 2.0  # a deeper layer may reach this far in front of its e
 SKIN_VOXELS = 2.0  # the solid keeps this neighbourhood of every scan point behind the front
 SYMMETRY_STIFFNESS = 4.0  # membrane edge weight of the symmetric correction (data weight 1): its smoothness
 CURVATURE_WINDOW = 4.0  # nodes: Gaussian window pooling the sphere fit of `curvature_thickness`
+RIM_BAND_NODES = 3.0  # nodes from the silhouette within which the back may not rise inwards (`recede_from_rim`)
+RIM_DIP_VOXELS = 0.75  # ... by more than this (deeper dips made handles; filling shallower ones only cost accuracy)
 
 
 @dataclass(frozen=True)
@@ -92,7 +96,7 @@ def complete_geometric(points: np.ndarray, normals: np.ndarray, direction: np.nd
             thickness = _blend_symmetric(fmap, thickness, points, plane, t_min)
             notes.append(f"mirrored by a symmetry plane (normal {np.round(plane.normal, 3).tolist()}, "
                          f"support {plane.support:.0%}, violations {plane.violation:.1%})")
-    back = fmap.depth + thickness
+    back = recede_from_rim(fmap, fmap.depth + thickness)
     progress(0.6, "back surface")
     vertices, faces, dropped = extract_surface(fmap, back, ground, free=FreeSpace(fmap, points))
     if dropped:
@@ -103,6 +107,38 @@ def complete_geometric(points: np.ndarray, normals: np.ndarray, direction: np.nd
         notes.append(f"{undone} front vertices were left off the scan where snapping them would make triangles cross")
     progress(1.0, "surface")
     return Completion(vertices, faces, fmap, back, plane, tuple(notes))
+
+
+def recede_from_rim(fmap: FrontMap, back: np.ndarray, band: float = RIM_BAND_NODES) -> np.ndarray:
+    """Near a silhouette the surface folds: the front comes towards the scanner and the back goes
+    away from it, so within `band` nodes of the silhouette the back depth does not decrease inwards
+    (by more than RIM_DIP_VOXELS). Ring by ring inwards, each node is pushed at least as deep as the
+    mean back of its 8-neighbours nearer the silhouette, less that tolerance.
+
+    The priors do not hold that by themselves: where the front is grazing it rises ~4 voxels a
+    node, while the (smoothed, obliquity-capped) thickness grows ~2.5, so back = front + thickness
+    dipped 1-2 voxels a node or two inside the rim. That furrow ran along the side seam, and where
+    the silhouette cone, slanted across the voxel grid under perspective, met its staircase,
+    marching cubes bridged it: the handles of the ellipsoid and the vase. Filling it from the rim
+    side (a thicker rim) is the direction that removes them: capping the rim's back at the inner
+    back instead (thinner, closer to the truth at the rim) made more handles (torus genus 15 -> 21)."""
+    mask = fmap.mask
+    dist = ndimage.distance_transform_edt(mask)
+    out = back.copy()
+    nx, ny = mask.shape
+    offsets = [(di, dj) for di in (-1, 0, 1) for dj in (-1, 0, 1) if (di, dj) != (0, 0)]
+    for level in np.unique(dist[(dist > 1) & (dist <= band)]):  # rings in order: rim-ward ones are final
+        ii, jj = np.nonzero(dist == level)
+        total, count = np.zeros(len(ii)), np.zeros(len(ii))
+        for di, dj in offsets:
+            pi, pj = np.clip(ii + di, 0, nx - 1), np.clip(jj + dj, 0, ny - 1)
+            nearer = mask[pi, pj] & (dist[pi, pj] < level)
+            total += np.where(nearer, out[pi, pj], 0.0)
+            count += nearer
+        has = count > 0
+        ii, jj = ii[has], jj[has]
+        out[ii, jj] = np.maximum(out[ii, jj], total[has] / count[has] - RIM_DIP_VOXELS * fmap.voxel)
+    return out
 
 
 def _obliquity(fmap: FrontMap, limit: float = 4.0) -> np.ndarray:
