@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = "orbitex"
 _link_dir: Path | None = None
@@ -64,6 +66,11 @@ def backend_python() -> str | None:
         return env
     default = ROOT / ".venv" / "backend" / "bin" / "python"
     return str(default) if default.exists() else None
+
+
+# for the modules whose tests talk to a real local backend (`pytestmark = NEEDS_BACKEND`)
+NEEDS_BACKEND = pytest.mark.skipif(backend_python() is None,
+                                   reason="no backend environment: set ORBITEX_BACKEND_PYTHON or run `python build.py setup`")
 
 
 def pid_alive(pid: int) -> bool:

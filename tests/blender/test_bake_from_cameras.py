@@ -16,22 +16,16 @@ import numpy as np
 import pytest
 from mathutils import Vector
 
-from orbitex_testing import backend_python
-from texturing_testing import (BAKE_PARAMS, backend_session, face_colours, invoke, new_mesh, object_state, save_png,
-                               state, tick_until)
+from orbitex_testing import NEEDS_BACKEND
+from texturing_testing import (BAKE_PARAMS, face_colours, invoke, new_mesh, object_state, save_png,
+                               select_only, state, tick_until)
 
-pytestmark = pytest.mark.skipif(backend_python() is None,
-                                reason="no backend environment: set ORBITEX_BACKEND_PYTHON or run `python build.py setup`")
+pytestmark = NEEDS_BACKEND
 
 SIZE = 64
 # camera position -> colour of its image (the front camera, at -Y, sees red on its left, green on its right)
 RING = {(0, -4, 0): "split", (4, 0, 0): (1.0, 1.0, 0.0), (0, 4, 0): (0.0, 0.0, 1.0), (-4, 0, 0): (1.0, 0.0, 1.0)}
 
-
-@pytest.fixture(scope="module")
-def session(tmp_path_factory):
-    with backend_session(tmp_path_factory.mktemp("backend-data")) as session:
-        yield session
 
 
 def _image(name: str, colour, size: int = SIZE):  # type: ignore[no-untyped-def]
@@ -76,14 +70,6 @@ def ring(session):
         bpy.data.cameras.remove(data)
 
 
-def _select_only(*objs) -> None:
-    for o in bpy.context.view_layer.objects:
-        o.select_set(False)
-    for o in objs:
-        o.select_set(True)
-    bpy.context.view_layer.objects.active = objs[0]
-
-
 def _side_colours(obj, uv_map: str) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-def]
     material = obj.material_slots[obj.active_material_index].material
     image = next(n for n in material.node_tree.nodes if n.type == "TEX_IMAGE").image
@@ -108,7 +94,7 @@ def _assert_sides(obj, uv_map: str) -> None:  # type: ignore[no-untyped-def]
 def test_execute_bakes_camera_images_onto_the_objects_own_and_new_uv_maps(session, ring):
     with_uvs = new_mesh("Bake UV", "uv_sphere", uvs=True, old_material="Bake Old")
     without = new_mesh("Bake No UV", "ico", uvs=False, old_material="Bake Old")
-    _select_only(with_uvs, without)
+    select_only(with_uvs, without)
     before = {o.name: state(o) for o in (with_uvs, without)}
     assert bpy.ops.orbitex.bake_from_cameras(**BAKE_PARAMS) == {"FINISHED"}
     jobs = {j.target: j for j in session.board.jobs()[-2:]}
@@ -135,7 +121,7 @@ def test_execute_bakes_camera_images_onto_the_objects_own_and_new_uv_maps(sessio
 
 def test_align_views_off_reaches_the_backend(session, ring):
     obj = new_mesh("Bake Unaligned", "ico", uvs=True)
-    _select_only(obj)
+    select_only(obj)
     assert bpy.ops.orbitex.bake_from_cameras(align_views=False, **BAKE_PARAMS) == {"FINISHED"}
     job = session.board.jobs()[-1]
     assert job.target == "Bake Unaligned" and job.state == "done", (job.state, job.message)
@@ -147,7 +133,7 @@ def test_a_result_whose_object_was_renamed_is_kept_and_never_lands_on_another_ob
     from orbitex.operators.bake_from_cameras import ORBITEX_OT_bake_from_cameras
 
     obj = new_mesh("Bake Target", "ico", uvs=True)
-    _select_only(obj)
+    select_only(obj)
     result, _ = invoke(ORBITEX_OT_bake_from_cameras, **BAKE_PARAMS)
     assert result == {"FINISHED"}
     job = session.board.jobs()[-1]
@@ -206,7 +192,7 @@ def test_views_from_images_named_like_cameras_and_from_a_blender_frame_view_set(
 
 def test_camera_problems_are_named_before_anything_is_sent(session, ring, tmp_path):
     obj = new_mesh("Bake Nothing", "ico")
-    _select_only(obj)
+    select_only(obj)
     before, jobs_before = state(obj), list(session.board.jobs())
     with pytest.raises(RuntimeError, match=r"none of the cameras \(.*Ring 0, Ring 1, Ring 2, Ring 3\) has an image "
                                            r"named after it"):

@@ -7,18 +7,12 @@ import bpy
 import numpy as np
 import pytest
 
-from orbitex_testing import backend_python
-from texturing_testing import BAKE_PARAMS, TEXTURE_PARAMS, backend_session, invoke, new_mesh, reference_png, state, \
+from orbitex_testing import NEEDS_BACKEND
+from texturing_testing import BAKE_PARAMS, TEXTURE_PARAMS, invoke, new_mesh, reference_png, state, \
     tick_until
 
-pytestmark = pytest.mark.skipif(backend_python() is None,
-                                reason="no backend environment: set ORBITEX_BACKEND_PYTHON or run `python build.py setup`")
+pytestmark = NEEDS_BACKEND
 
-
-@pytest.fixture(scope="module")
-def session(tmp_path_factory):
-    with backend_session(tmp_path_factory.mktemp("backend-data")) as session:
-        yield session
 
 
 def _collection(name: str) -> tuple[bpy.types.Collection, dict[str, bpy.types.Object]]:

@@ -15,19 +15,13 @@ import pytest
 from mathutils import Vector
 from mathutils.bvhtree import BVHTree
 
-from orbitex_testing import backend_python, backend_session
+from orbitex_testing import NEEDS_BACKEND
 
-pytestmark = pytest.mark.skipif(backend_python() is None,
-                                reason="no backend environment: set ORBITEX_BACKEND_PYTHON or run `python build.py setup`")
+pytestmark = NEEDS_BACKEND
 
 RESOLUTION = 32
 RADIUS = 0.5
 
-
-@pytest.fixture(scope="module")
-def session(tmp_path_factory):
-    with backend_session(tmp_path_factory.mktemp("backend-data")) as session:
-        yield session
 
 
 def front_half_sphere(name: str, collection) -> bpy.types.Object:

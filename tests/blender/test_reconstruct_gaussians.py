@@ -13,18 +13,12 @@ import numpy as np
 import pytest
 from mathutils import Vector
 
-from orbitex_testing import backend_python, backend_session
+from orbitex_testing import NEEDS_BACKEND
 
-pytestmark = pytest.mark.skipif(backend_python() is None,
-                                reason="no backend environment: set ORBITEX_BACKEND_PYTHON or run `python build.py setup`")
+pytestmark = NEEDS_BACKEND
 
 TINY = dict(views=4, size=32, iterations=8, gaussians=300, sh_degree=1, rounds=0)
 
-
-@pytest.fixture(scope="module")
-def session(tmp_path_factory):
-    with backend_session(tmp_path_factory.mktemp("backend-data")) as session:
-        yield session
 
 
 def textured_sphere(name: str) -> bpy.types.Object:

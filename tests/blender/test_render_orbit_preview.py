@@ -10,16 +10,10 @@ import time
 import bpy
 import pytest
 
-from orbitex_testing import backend_python, backend_session, new_mesh_object
+from orbitex_testing import NEEDS_BACKEND, new_mesh_object
 
-pytestmark = pytest.mark.skipif(backend_python() is None,
-                                reason="no backend environment: set ORBITEX_BACKEND_PYTHON or run `python build.py setup`")
+pytestmark = NEEDS_BACKEND
 
-
-@pytest.fixture(scope="module")
-def session(tmp_path_factory):
-    with backend_session(tmp_path_factory.mktemp("backend-data")) as session:
-        yield session
 
 
 def _image_names() -> set[str]:

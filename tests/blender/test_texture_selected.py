@@ -10,18 +10,12 @@ import bpy
 import numpy as np
 import pytest
 
-from orbitex_testing import backend_python, prefs
-from texturing_testing import (TEXTURE_PARAMS, backend_session, face_colours, new_mesh, object_state, reference_png,
-                               state, tick_until, invoke)
+from orbitex_testing import NEEDS_BACKEND, prefs
+from texturing_testing import (TEXTURE_PARAMS, face_colours, new_mesh, object_state, reference_png,
+                               select_only, state, tick_until, invoke)
 
-pytestmark = pytest.mark.skipif(backend_python() is None,
-                                reason="no backend environment: set ORBITEX_BACKEND_PYTHON or run `python build.py setup`")
+pytestmark = NEEDS_BACKEND
 
-
-@pytest.fixture(scope="module")
-def session(tmp_path_factory):
-    with backend_session(tmp_path_factory.mktemp("backend-data")) as session:
-        yield session
 
 
 @pytest.fixture(scope="module")
@@ -34,14 +28,6 @@ def ORBITEX_OT_texture_selected(session):
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     return reference_png(tmp_path_factory.mktemp("ref") / "reference.png")
-
-
-def _select_only(*objs) -> None:
-    for o in bpy.context.view_layer.objects:
-        o.select_set(False)
-    for o in objs:
-        o.select_set(True)
-    bpy.context.view_layer.objects.active = objs[0]
 
 
 def _material_uv_map(material) -> str:  # type: ignore[no-untyped-def]
@@ -65,7 +51,7 @@ def _front_colours(obj, uv_map: str, image) -> tuple[np.ndarray, np.ndarray]:  #
 def test_execute_textures_the_object_on_its_own_uv_map_and_keeps_the_old_material(session, reference):
     obj = new_mesh("Tex Kept", "uv_sphere", uvs=True, old_material="Tex Old Material")
     bystander = new_mesh("Tex Bystander", "ico", old_material="Tex Bystander Material", location=(4, 0, 0))
-    _select_only(obj)
+    select_only(obj)
     before, bystander_before = state(obj), object_state(bystander)
     assert bpy.ops.orbitex.texture_selected(image_path=str(reference), **TEXTURE_PARAMS) == {"FINISHED"}
     job = session.board.jobs()[-1]
@@ -96,7 +82,7 @@ def test_invoke_with_an_image_datablock_adds_a_new_uv_map_and_undo_takes_the_res
     obj = new_mesh("Tex No UV", "ico", uvs=False, old_material="Tex No UV Old")
     image = bpy.data.images.load(str(reference))
     image.name = "Tex Reference"
-    _select_only(obj)
+    select_only(obj)
     before = state(obj)
     # As from the sidebar button: invoke() submits and returns at once.
     result, reports = invoke(ORBITEX_OT_texture_selected, image_name="Tex Reference", uv_mode="NEW", **TEXTURE_PARAMS)
@@ -123,7 +109,7 @@ def test_invoke_with_an_image_datablock_adds_a_new_uv_map_and_undo_takes_the_res
 
 def test_cancel_mid_job_leaves_the_scene_unchanged(session, reference, ORBITEX_OT_texture_selected):
     obj = new_mesh("Tex Cancel", "uv_sphere", old_material="Tex Cancel Old")
-    _select_only(obj)
+    select_only(obj)
     before = state(obj)
     result, _ = invoke(ORBITEX_OT_texture_selected, image_path=str(reference), frames=61, size=256,
                        texture_size=1024)
@@ -140,7 +126,7 @@ def test_cancel_mid_job_leaves_the_scene_unchanged(session, reference, ORBITEX_O
 
 def test_bad_inputs_and_an_unreachable_backend_are_errors_with_no_change(session, reference, tmp_path):
     obj = new_mesh("Tex Down", "ico", old_material="Tex Down Old")
-    _select_only(obj)
+    select_only(obj)
     before, jobs_before = state(obj), list(session.board.jobs())
     with pytest.raises(RuntimeError, match="reference image .*missing.png' does not exist"):
         bpy.ops.orbitex.texture_selected(image_path=str(tmp_path / "missing.png"))

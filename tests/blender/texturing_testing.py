@@ -1,18 +1,17 @@
-"""Helpers for the texture / bake / batch / apply tests: a real local backend started by the
-add-on, small meshes with and without UVs and an old material, a reference image, a snapshot
+"""Helpers for the texture / bake / batch / apply tests (the local backend: conftest's `session`):
+small meshes with and without UVs and an old material, selection, a reference image, a snapshot
 of everything applying a result may touch, and a minimal GLB writer for synthetic results."""
 from __future__ import annotations
 
 import json
 import struct
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import bpy
 import numpy as np
 
-from orbitex_testing import backend_python, backend_session, enabled_addon, prefs  # noqa: F401 (re-exported)
 
 # Small sizes: the suite runs on a 2-core CPU.
 TEXTURE_PARAMS = {"frames": 4, "size": 48, "texture_size": 128, "voxel_res": 32}
@@ -62,6 +61,15 @@ def new_mesh(name: str, kind: str = "uv_sphere", uvs: bool = True, old_material:
     if old_material:
         obj.data.materials.append(bpy.data.materials.get(old_material) or bpy.data.materials.new(old_material))
     return obj
+
+
+def select_only(*objs: bpy.types.Object) -> None:
+    """Select exactly `objs` (the first one active), as a user would before running an operator."""
+    for o in bpy.context.view_layer.objects:
+        o.select_set(False)
+    for o in objs:
+        o.select_set(True)
+    bpy.context.view_layer.objects.active = objs[0]
 
 
 def state(obj: bpy.types.Object) -> dict:
