@@ -200,7 +200,7 @@ def read_reference_camera(path: Path, width: int, height: int):  # type: ignore[
     size: its intrinsics are scaled when it names another size of the same aspect ratio; without
     any focal length it gets the orbit's field of view."""
     from ..assets.viewset import _camera, _load_transforms  # the view set's own parsing
-    from ..render.cameras import ORBIT_VFOV_DEG, Camera
+    from ..render.cameras import ORBIT_VFOV_DEG
 
     path = Path(path)
     if not path.is_file():
@@ -285,9 +285,6 @@ def write_views(views, folder: Path) -> Path:  # type: ignore[no-untyped-def]
 
 def render_turntable(mesh, texture, norm, frame0, rasterizer: str):  # type: ignore[no-untyped-def]
     """Base-colour renders of the textured mesh on a horizontal orbit: (N, S, S, 3) float32."""
-    import numpy as np
-    import torch
-
     from ..assets.mesh import normalize
     from ..render.cameras import orbit
     from ..render.gbuffer import render_gbuffers

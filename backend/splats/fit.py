@@ -149,7 +149,7 @@ class ImageLoss:
         self.config = config
         side = min(height, width)
         self.multiscale = side >= MS_SSIM_MIN_SIDE
-        self.ssim = functools.partial(ms_ssim, win_size=11 if side > 160 else 9) if self.multiscale else ssim
+        self.ssim = functools.partial(ms_ssim, win_size=11 if side > MS_SSIM_MIN_SIDE else 9) if self.multiscale else ssim
         self.lpips = load_lpips(device) if config.lpips_weight > 0 else None
 
     @property
