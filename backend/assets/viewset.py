@@ -6,8 +6,9 @@ intrinsics are `fl_x fl_y cx cy w h` (top level or per frame) or `camera_angle_x
 `camera_angle_y`), pixel (0, 0) being the top-left corner. Optional per-frame `mask_path`, and
 Orbitex's `position_path` / `normal_path` (G-buffer renders). Orbitex writes the intrinsics both
 ways so instant-ngp, nerfstudio and Blender NeRF tools read its sets. A set written with no
-images (a render-only set, e.g. from render-orbit) is marked `"orbitex_render_only": true`; its
-`file_path`s name where the images of that view would go.
+images (a render-only set, e.g. from render-orbit) is marked `"orbitex_render_only": "<set>"`; its
+`file_path`s point at that set's frames (e.g. `normal/NAME.png`), so every path in the file exists
+and nerfstudio-style loaders open it (an earlier `true` is read the same way).
 
 Layout written: images/NAME.png, masks/NAME.png, and one folder per extra image set
 (position/NAME.png, normal/NAME.png, ...), all beside transforms.json.
@@ -201,9 +202,10 @@ def camera_entries(cameras: Sequence[Camera]) -> tuple[dict[str, Any], list[dict
 
 def write_transforms(folder: str | Path, cameras: Sequence[Camera], file_paths: Sequence[str],
                      frame_paths: dict[str, Sequence[str]] | None = None, metadata: dict[str, Any] | None = None,
-                     render_only: bool = False) -> Path:
+                     render_only: str | None = None) -> Path:
     """Write transforms.json. `frame_paths` maps a key such as 'mask_path' or 'position_path' to
-    one relative path per frame; `metadata` adds top-level keys."""
+    one relative path per frame; `metadata` adds top-level keys. `render_only` names the image set
+    the `file_path`s point at when the set has no RGB images."""
     if len(file_paths) != len(cameras):
         raise ValueError("one file_path per camera")
     top, frames = camera_entries(cameras)
@@ -211,7 +213,7 @@ def write_transforms(folder: str | Path, cameras: Sequence[Camera], file_paths: 
         frame["file_path"] = file_paths[i]
         for key, paths in (frame_paths or {}).items():
             frame[key] = paths[i]
-    doc = {**top, **(metadata or {}), **({"orbitex_render_only": True} if render_only else {}), "frames": frames}
+    doc = {**top, **(metadata or {}), **({"orbitex_render_only": render_only} if render_only else {}), "frames": frames}
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / TRANSFORMS
@@ -263,5 +265,10 @@ def write_viewset(folder: str | Path, cameras: Sequence[Camera], images: np.ndar
             write_png(folder / rel, image)
         if key != "images":
             frame_paths["mask_path" if key == "masks" else f"{key}_path"] = paths
-    file_paths = [f"images/{name}.png" for name in names]
-    return write_transforms(folder, cameras, file_paths, frame_paths, metadata, render_only=images is None)
+    # Without RGB images, file_path points at frames that exist (the first extra set, else the masks).
+    shown = "images" if images is not None else next(iter(extra or {}), "masks" if masks is not None else None)
+    if shown is None:
+        raise InputError("a view set needs images, masks or another image set")
+    file_paths = [f"{shown}/{name}.png" for name in names]
+    return write_transforms(folder, cameras, file_paths, frame_paths, metadata,
+                            render_only=None if images is not None else shown)

@@ -6,6 +6,7 @@ the same reference view (frame 0, camera on +Z), which is rendered and stored on
 
 Written into the output folder (a view set, see backend/assets/viewset.py):
   transforms.json         cameras in the mesh FILE's frame (camera-to-world, OpenGL convention);
+                          file_path points at the normal frames ("orbitex_render_only": "normal");
                           frames h_0000..h_{N-1} (horizontal) then v_0001..v_{N-1} (vertical);
                           "orbitex_normalization" {center, scale} (x_norm = (x_file - center) * scale)
                           and "orbitex_orbits" (the frame names of each orbit, both from h_0000)
@@ -154,8 +155,9 @@ def run(inputs: dict[str, Path], params: Params, out_dir: Path, progress: Progre
         "orbitex_normalization": {"center": [float(c) for c in norm.center], "scale": float(norm.scale)},
         "orbitex_orbits": {"horizontal": names[:n], "vertical": names[:1] + names[n:]},
     }
-    transforms = write_transforms(out_dir, file_cameras, [f"images/{m}.png" for m in names], frame_paths,
-                                  metadata, render_only=True)
+    # No RGB frames exist: file_path names the normal frames ("orbitex_render_only": "normal").
+    transforms = write_transforms(out_dir, file_cameras, frame_paths["normal_path"], frame_paths,
+                                  metadata, render_only="normal")
 
     progress(0.95, "contact sheet")
     captions = [f"{round(360 * c / n)} deg" for c in sheet_cols]

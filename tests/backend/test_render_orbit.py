@@ -47,7 +47,10 @@ def test_render_orbit_outputs(tmp_path: Path) -> None:
 
     meta = json.loads((out / "transforms.json").read_text())
     names = [f["file_path"] for f in meta["frames"]]
-    assert len(names) == 9 and names[0] == "images/h_0000.png" and names[5] == "images/v_0001.png"
+    assert len(names) == 9 and names[0] == "normal/h_0000.png" and names[5] == "normal/v_0001.png"
+    assert meta["orbitex_render_only"] == "normal"
+    for frame in meta["frames"]:  # every path the file names exists, as nerfstudio-style loaders expect
+        assert all((out / frame[key]).is_file() for key in ("file_path", "mask_path", "position_path", "normal_path"))
     assert meta["orbitex_orbits"]["vertical"][0] == "h_0000" and len(meta["orbitex_orbits"]["vertical"]) == 5
     center, scale = np.array(meta["orbitex_normalization"]["center"]), meta["orbitex_normalization"]["scale"]
     np.testing.assert_allclose(center, [3.0, -1.0, 0.5], atol=1e-6)

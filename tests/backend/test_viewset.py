@@ -87,6 +87,7 @@ def test_render_only_set(tmp_path: Path) -> None:
     write_viewset(tmp_path, cams, masks=np.ones((3, 16, 16), bool), extra={"normal": _images(3, 16, 16)})
     vs = read_viewset(tmp_path)
     assert vs.images is None and vs.masks.all() and len(vs.names) == 3
+    assert vs.names == [f"normal/{i:04d}.png" for i in range(3)] and all((tmp_path / n).is_file() for n in vs.names)
 
 
 def _write_good(folder: Path) -> Path:
