@@ -21,14 +21,14 @@ import trimesh
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from backend.assets.mesh import make_mesh, normalize  # noqa: E402
-from backend.complete.baseline import extrude_front  # noqa: E402
+from bench.extrude import extrude_front  # noqa: E402
 from backend.complete.direction import estimate_direction  # noqa: E402
 from backend.complete.front import scan_from_point_map  # noqa: E402
 from backend.complete.geometric import complete_geometric  # noqa: E402
 from backend.complete.metrics import (back_normal_error, chamfer_fscore, mesh_summary,  # noqa: E402
                                       point_to_mesh_distance, sample_surface, self_intersections, topology)
 from backend.complete.report import object_report  # noqa: E402
-from backend.complete.simulate import asymmetric_blob, scan_camera, simulate_point_map  # noqa: E402
+from bench.depth_scan import asymmetric_blob, scan_camera, simulate_point_map  # noqa: E402
 
 RESOLUTION = 128
 NOISE = 0.0015  # depth noise std, in units of the normalized shape (largest side 1)

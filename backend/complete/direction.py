@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
-from .scan import Scan
+from .types import Scan
 
 MIN_FACING = 0.75  # fraction of the front that must face the estimated scanner
 MIN_RESULTANT = 0.25  # |mean normal|: below it the normals point every which way

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
-from .scan import Scan, check_points
+from .types import Scan, check_points
 
 DEPTH_JUMP_RATIO = 0.04  # an edge longer than this fraction of its distance to the camera is a jump
 

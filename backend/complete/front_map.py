@@ -3,7 +3,8 @@
 `ViewFrame` maps world points to (a, b, w): image-plane coordinates and depth w along the scan
 direction; perspective (rays from a known viewpoint) or orthographic (parallel rays along d).
 `FrontMap` samples the front on a regular (a, b) grid: front depth, silhouette mask, signed
-lateral distance to the silhouette and the front normal, per grid node.
+lateral distance to the silhouette and the front normal, per grid node; and the per-node geometry
+the priors share (obliquity, node positions, depth jumps, grid edges, smoothing inside the silhouette).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from scipy.spatial import cKDTree
 from ..errors import InputError
 
 GRID_PAD = 4  # empty nodes around the silhouette
+JUMP_VOXELS = 4.0  # adjacent nodes whose front depths differ by more than this are a depth jump
 
 
 @dataclass(frozen=True)
@@ -155,3 +157,78 @@ def _fit_depth(uv: np.ndarray, w: np.ndarray, nodes: np.ndarray, dist: np.ndarra
                     / np.maximum(wt.sum(axis=1), 1e-12))
     fallback = (within.sum(axis=1) < 3) | (resid > voxel) | ~np.isfinite(fitted)
     return np.where(fallback, w[nn[:, 0]], fitted)
+
+
+# ---------------------------------------------------------------------------------------- per-node geometry
+
+def obliquity(fmap: FrontMap, limit: float = 4.0) -> np.ndarray:
+    """1 / |cos| of the angle between the front normal and the scanner ray per node (capped):
+    the depth extent a surface-normal thickness takes along the ray."""
+    nx, ny = fmap.shape
+    a = fmap.a0 + fmap.step * np.arange(nx)[:, None] * np.ones((1, ny))
+    b = fmap.b0 + fmap.step * np.arange(ny)[None, :] * np.ones((nx, 1))
+    if fmap.view.perspective:
+        local = np.stack([a, b, np.ones_like(a)], axis=-1)
+    else:
+        local = np.broadcast_to(np.array([0.0, 0.0, 1.0]), (nx, ny, 3))
+    rays = local @ fmap.view.rotation
+    rays = rays / np.linalg.norm(rays, axis=-1, keepdims=True)
+    cos = np.abs(np.einsum("ijk,ijk->ij", rays, fmap.normal))
+    return np.minimum(1.0 / np.maximum(cos, 1e-6), limit)
+
+
+def node_positions(fmap: FrontMap) -> np.ndarray:
+    nx, ny = fmap.shape
+    a = fmap.a0 + fmap.step * np.arange(nx)[:, None] * np.ones((1, ny))
+    b = fmap.b0 + fmap.step * np.arange(ny)[None, :] * np.ones((nx, 1))
+    return fmap.view.to_world(fmap.view.local_from_abw(a, b, fmap.depth).reshape(-1, 3)).reshape(nx, ny, 3)
+
+
+def depth_jumps(fmap: FrontMap, p: tuple[np.ndarray, np.ndarray], q: tuple[np.ndarray, np.ndarray],
+                threshold: float | np.ndarray) -> np.ndarray:
+    """Whether the front breaks between nodes p and q (index pairs (i, j)): neither node's tangent
+    plane (its depth and normal) meets the other node's ray within `threshold` (world units) of
+    its depth. A plain depth difference cannot tell: on a front seen at a grazing angle (a lid,
+    every silhouette of a round object) neighbours lie many voxels apart in depth although the
+    surface is continuous, and noise then flips such pairs across any fixed threshold."""
+    return np.minimum(_plane_miss(fmap, p, q), _plane_miss(fmap, q, p)) > threshold
+
+
+def _plane_miss(fmap: FrontMap, p: tuple[np.ndarray, np.ndarray], q: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """|depth of q - depth where p's tangent plane meets q's ray| (inf where the plane is parallel
+    to that ray or meets it behind the scanner)."""
+    view = fmap.view
+    ap, bp = fmap.a0 + fmap.step * p[0], fmap.b0 + fmap.step * p[1]
+    aq, bq = fmap.a0 + fmap.step * q[0], fmap.b0 + fmap.step * q[1]
+    nrm = fmap.normal[p] @ view.rotation.T  # local frame
+    xp = view.local_from_abw(ap, bp, fmap.depth[p])
+    if view.perspective:  # q's ray: w (aq, bq, 1)
+        denom = nrm[..., 0] * aq + nrm[..., 1] * bq + nrm[..., 2]
+        numer = np.einsum("...k,...k->...", nrm, xp)
+    else:  # q's ray: (aq, bq, w)
+        denom = nrm[..., 2]
+        numer = np.einsum("...k,...k->...", nrm, xp) - nrm[..., 0] * aq - nrm[..., 1] * bq
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w = numer / denom
+    ok = (np.abs(denom) > 1e-3) & (w > 0 if view.perspective else np.isfinite(w))
+    return np.where(ok, np.abs(fmap.depth[q] - w), np.inf)
+
+
+def smooth_inside(field: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian smoothing of a field over the silhouette only (normalized convolution)."""
+    m = mask.astype(np.float64)
+    num = ndimage.gaussian_filter(np.where(mask, field, 0.0), sigma)
+    den = ndimage.gaussian_filter(m, sigma)
+    return np.where(mask, num / np.maximum(den, 1e-12), field)
+
+
+def grid_edges(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs of 4-adjacent nodes that are both inside `mask` (flat indices)."""
+    idx = np.arange(mask.size).reshape(mask.shape)
+    pairs = []
+    for sl_a, sl_b in (((slice(None, -1), slice(None)), (slice(1, None), slice(None))),
+                       ((slice(None), slice(None, -1)), (slice(None), slice(1, None)))):
+        both = mask[sl_a] & mask[sl_b]
+        pairs.append(np.stack([idx[sl_a][both], idx[sl_b][both]], axis=1))
+    e = np.concatenate(pairs)
+    return e[:, 0], e[:, 1]

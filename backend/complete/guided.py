@@ -9,8 +9,11 @@ from scipy import ndimage
 
 from ..progress import Progress, no_progress, sub_progress
 from .free_space import FreeSpace
-from .geometric import (FRONT_REACH_VOXELS, FRONT_TRUST_VOXELS, Completion, _obliquity, complete_geometric,
-                        extract_surface, snap_front)
+from .field import FRONT_REACH_VOXELS, FRONT_TRUST_VOXELS
+from .front_map import obliquity
+from .geometric import complete_geometric
+from .surface import extract_surface, snap_front
+from .types import Completion
 from .guidance import LatentPrior, guided_sample, latent_mask
 from .sdf_band import Grid, band_sdf, cut_back_half
 
@@ -40,7 +43,7 @@ def complete_guided(points: np.ndarray, normals: np.ndarray, direction: np.ndarr
     x = guided_sample(prior, x_fg, mask, guidance, steps, generator, progress=sub_progress(progress, 0.2, 0.8))
     field = prior.decode(x).detach().cpu().numpy().astype(np.float64)  # < 0 inside, model grid
     voxel = fmap.voxel
-    t_min = 2.5 * voxel * _obliquity(fmap)
+    t_min = 2.5 * voxel * obliquity(fmap)
 
     free_space = FreeSpace(fmap, points)
     reach, trust = FRONT_REACH_VOXELS * voxel, FRONT_TRUST_VOXELS * voxel

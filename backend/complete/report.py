@@ -5,7 +5,7 @@ from typing import Any
 
 import numpy as np
 
-from .geometric import Completion
+from .types import Completion
 from .metrics import mesh_summary, point_to_mesh_distance
 
 

@@ -5,54 +5,18 @@ A scan is read, never written. Point maps become a front mesh by Consistent3DGen
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError
+from .front import densify_mesh_front, scan_from_point_map
+from .types import Scan, check_points
 
 MESH_SUFFIXES = (".glb", ".gltf", ".obj", ".ply", ".stl", ".off")
 POINT_MAP_SUFFIXES = (".npy", ".exr")
 SCAN_SUFFIXES = tuple(sorted(set(MESH_SUFFIXES + POINT_MAP_SUFFIXES)))
 DEFAULT_MAX_POINTS = 1_000_000
-
-
-@dataclass(frozen=True)
-class Scan:
-    """One scanned front in its file's frame."""
-
-    name: str  # file stem: names the outputs
-    points: np.ndarray  # (N, 3) float64
-    normals: np.ndarray | None = None  # (N, 3) unit; facing the scanner when `normals_oriented`
-    faces: np.ndarray | None = None  # (F, 3) int64 front triangles (input mesh or Alg. 1)
-    normals_oriented: bool = False
-    viewpoint: np.ndarray | None = None  # (3,) scanner position when known (point maps: fitted camera)
-    notes: tuple[str, ...] = field(default_factory=tuple)
-
-    @property
-    def num_points(self) -> int:
-        return len(self.points)
-
-    def with_note(self, note: str) -> "Scan":
-        return replace(self, notes=self.notes + (note,))
-
-    def subset(self, index: np.ndarray, name: str | None = None) -> "Scan":
-        """The scan restricted to `index` (faces dropped: they would reference removed points)."""
-        return replace(self, name=name or self.name, points=self.points[index],
-                       normals=None if self.normals is None else self.normals[index], faces=None)
-
-
-def check_points(points: np.ndarray, source: str) -> None:
-    """Refuse scans that cannot define a surface: empty, one point, all coincident or collinear."""
-    if len(points) == 0:
-        raise InputError(f"{source}: the scan holds no valid points")
-    if len(points) < 4:
-        raise InputError(f"{source}: the scan holds only {len(points)} valid point(s); a front needs many")
-    centred = points - points.mean(axis=0)
-    sv = np.linalg.svd(centred[:: max(1, len(points) // 20000)], compute_uv=False)
-    if sv[0] <= 1e-12 or sv[1] <= 1e-9 * sv[0]:
-        raise InputError(f"{source}: all scan points are coincident or on one line; there is no surface to complete")
 
 
 def load_scan(path: str | Path, max_points: int = DEFAULT_MAX_POINTS,
@@ -65,8 +29,6 @@ def load_scan(path: str | Path, max_points: int = DEFAULT_MAX_POINTS,
     if suffix not in SCAN_SUFFIXES:
         raise InputError(f"{path.name}: unsupported scan format {suffix!r}; use one of {', '.join(SCAN_SUFFIXES)}")
     if suffix in POINT_MAP_SUFFIXES:
-        from .front import scan_from_point_map
-
         points, confidence = read_point_map(path)
         scan = scan_from_point_map(points, confidence, path.stem, source=path.name,
                                    confidence_threshold=confidence_threshold, max_points=max_points)
@@ -203,6 +165,4 @@ def _load_mesh_scan(path: Path, max_points: int) -> Scan:
         notes.append(f"{len(points)} vertices exceed the limit of {max_points}: every {step}th vertex was used "
                      "and the triangles were dropped")
         return Scan(path.stem, points[::step], None, None, False, None, tuple(notes))
-    from .front import densify_mesh_front
-
     return densify_mesh_front(Scan(path.stem, points, None, faces, True, None, tuple(notes)), max_points)

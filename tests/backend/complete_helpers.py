@@ -6,7 +6,7 @@ import torch
 import trimesh
 
 from backend.assets.mesh import make_mesh
-from backend.complete.simulate import asymmetric_blob, scan_camera, simulate_point_map
+from bench.depth_scan import asymmetric_blob, scan_camera, simulate_point_map
 
 
 def sphere_point_map(size: int = 96, noise: float = 0.001, centre=(0.0, 0.0, 0.0), radius: float = 0.5,

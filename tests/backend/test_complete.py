@@ -10,7 +10,6 @@ import pytest
 import torch
 import trimesh
 
-from backend.complete.baseline import extrude_front
 from backend.complete.direction import estimate_direction
 from backend.complete.front import point_map_triangles, scan_from_point_map
 from backend.complete.geometric import complete_geometric
@@ -21,6 +20,7 @@ from backend.complete.scene import split_scene
 from backend.complete.sdf_band import Grid, band_sdf, cut_back_half
 from backend.errors import InputError, MissingWeightsError
 from backend.pipelines import complete as pipeline
+from bench.extrude import extrude_front
 from tests.backend.complete_helpers import (TinyPrior, blob_point_map, ellipsoid_point_map, grazing_plane_point_map,
                                            sphere_point_map, step_point_map)
 
@@ -185,8 +185,8 @@ def test_no_depth_jumps_on_a_grazing_front_but_at_occluding_edges():
     """A flat lid seen at 78 degrees has neighbouring nodes ~5 voxels apart in depth: a fixed
     depth-difference threshold called many of them jumps (slits in the back); the tangent-plane
     test calls none, and still finds the occluding edges of the plate-and-block scene."""
-    from backend.complete.front_map import build_front_map
-    from backend.complete.geometric import JUMP_VOXELS, _grid_edges, depth_jumps, make_view
+    from backend.complete.front_map import JUMP_VOXELS, build_front_map, depth_jumps, grid_edges
+    from backend.complete.geometric import make_view
 
     def jumps(pm: np.ndarray) -> tuple[int, int]:
         """(plain threshold, tangent-plane test) jump counts between nodes 3 or more inside the silhouette."""
@@ -195,7 +195,7 @@ def test_no_depth_jumps_on_a_grazing_front_but_at_occluding_edges():
         scan = scan_from_point_map(pm, None, "s", "s.npy")
         d, normals = estimate_direction(scan)
         fmap = build_front_map(scan.points, normals, make_view(scan.points, d.vector, scan.viewpoint), 64)
-        i, j = _grid_edges(ndimage.binary_erosion(fmap.mask, iterations=3))
+        i, j = grid_edges(ndimage.binary_erosion(fmap.mask, iterations=3))
         p, q = np.unravel_index(i, fmap.shape), np.unravel_index(j, fmap.shape)
         plain = int((np.abs(fmap.depth[p] - fmap.depth[q]) > JUMP_VOXELS * fmap.voxel).sum())
         return plain, int(depth_jumps(fmap, p, q, JUMP_VOXELS * fmap.voxel).sum())

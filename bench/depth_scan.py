@@ -1,11 +1,12 @@
-"""Simulated front scans of ground-truth meshes (benchmark and tests): a depth render from one
-camera with the project's rasterizer, turned into a point map, plus depth noise along the rays."""
+"""Simulated perspective front scans of ground-truth meshes (benchmark and tests, not shipped): a
+depth render from one camera with the project's rasterizer, turned into a point map, plus depth
+noise along the rays."""
 from __future__ import annotations
 
 import numpy as np
 
-from ..assets.mesh import Mesh
-from ..render.cameras import Camera, look_at
+from backend.assets.mesh import Mesh
+from backend.render.cameras import Camera, look_at
 
 
 def scan_camera(direction: np.ndarray, distance: float = 2.5, vfov_deg: float = 35.0, size: int = 256,
@@ -22,7 +23,7 @@ def simulate_point_map(mesh: Mesh, camera: Camera, noise: float = 0.0, seed: int
                        rasterizer: str = "auto") -> np.ndarray:
     """(H, W, 3) float32 point map of what `camera` sees (NaN where it sees nothing), each point
     moved along its ray by Gaussian noise of std `noise` (world units)."""
-    from ..render.gbuffer import render_gbuffers
+    from backend.render.gbuffer import render_gbuffers
 
     g = render_gbuffers(mesh, [camera], rasterizer=rasterizer)
     pos = g.position[0].numpy().astype(np.float64)
@@ -39,7 +40,7 @@ def asymmetric_blob(subdivisions: int = 5) -> Mesh:
     two incommensurate low-frequency waves and three bumps of different sizes in general positions."""
     import trimesh
 
-    from ..assets.mesh import make_mesh
+    from backend.assets.mesh import make_mesh
 
     s = trimesh.creation.icosphere(subdivisions)
     v = np.asarray(s.vertices, dtype=np.float64)

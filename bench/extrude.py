@@ -1,4 +1,5 @@
-"""The naive baseline the benchmark compares against: extrude the front by a constant thickness.
+"""The naive baseline the benchmark compares against: extrude the front by a constant thickness
+(bench and tests only, not shipped).
 
 Same front depth map, silhouette and front term as the weight-free completion, so only the back
 differs: each scanner ray leaves the object a constant depth behind where it entered.
@@ -7,9 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .front_map import build_front_map
-from .free_space import FreeSpace
-from .geometric import Completion, extract_surface, make_view
+from backend.complete.free_space import FreeSpace
+from backend.complete.front_map import build_front_map
+from backend.complete.geometric import make_view
+from backend.complete.surface import extract_surface
+from backend.complete.types import Completion
 
 
 def extrude_front(points: np.ndarray, normals: np.ndarray, direction: np.ndarray,
