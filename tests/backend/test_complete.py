@@ -289,16 +289,54 @@ def test_guidance_pins_masked_latents_as_lambda_grows_while_the_rest_evolves():
     assert min(moved) > 0.05 and moved[-1] > 0.5 * moved[0]
 
 
-def test_guided_completion_with_a_tiny_model_keeps_the_front(tmp_path):
+class _RecordingPrior(TinyPrior):
+    """TinyPrior that keeps what the completion encoded (the front latent) and decoded (the sampled latent)."""
+
+    def encode(self, sdf: torch.Tensor) -> torch.Tensor:
+        self.band = sdf.clone()
+        self.front_latent = super().encode(sdf)
+        return self.front_latent
+
+    def decode(self, latent: torch.Tensor) -> torch.Tensor:
+        self.sampled = latent.clone()
+        return super().decode(latent)
+
+
+def test_guided_completion_follows_the_front_latent_and_the_model_shapes_the_back():
+    """What guidance changes: with lambda = 0 the latent cells the front touches end wherever the
+    model's flow takes them; with a strong lambda they end on the front's own latent, while the
+    cells away from the front still follow the model. The decoded shape is used: the two results
+    differ behind the front (the shell and the front snap alone would make them equal), and both
+    keep the front within a voxel."""
+    from scipy.spatial import cKDTree
+
     from backend.complete.guided import complete_guided
+    from backend.complete.guidance import latent_mask
 
     scan = scan_from_point_map(sphere_point_map(size=64, noise=0.0), None, "sphere", "sphere.npy")
     d, normals = estimate_direction(scan)
-    result = complete_guided(scan.points, normals, d.vector, TinyPrior(), scan.viewpoint, guidance=20.0,
-                             steps=5, resolution=48)
-    mesh = trimesh.Trimesh(result.vertices, result.faces, process=False)
-    assert mesh.is_watertight
-    assert point_to_mesh_distance(scan.points, result.vertices, result.faces).max() <= result.voxel
+    results, errors, moved = [], [], []
+    for lam in (0.0, 200.0):
+        prior = _RecordingPrior()
+        result = complete_guided(scan.points, normals, d.vector, prior, scan.viewpoint, guidance=lam,
+                                 steps=8, resolution=48)
+        mesh = trimesh.Trimesh(result.vertices, result.faces, process=False)
+        assert mesh.is_watertight
+        assert point_to_mesh_distance(scan.points, result.vertices, result.faces).max() <= result.voxel
+        cells = latent_mask(prior.band, prior.latent_shape) > 0  # latent cells the front band touches
+        assert 0 < cells.float().mean() < 1
+        x_fg = prior.front_latent * cells
+        errors.append(float(((prior.sampled - x_fg) * cells).norm() / (x_fg * cells).norm()))
+        moved.append(float(((prior.sampled - x_fg) * ~cells).norm()))
+        results.append(result)
+    assert errors[0] > 0.3 and errors[1] < 0.05  # pinned to the front latent only under guidance
+    assert min(moved) > 0.1  # the rest is the model's
+    a, b = results
+    voxel = a.voxel
+    gap = cKDTree(b.vertices).query(a.vertices)[0]
+    behind = cKDTree(scan.points).query(a.vertices)[0] > 2 * voxel
+    assert (gap[behind] > voxel).mean() > 0.01 and gap[behind].max() > 3 * voxel  # guidance moved the hidden surface
+    assert (gap[~behind] < voxel).mean() > 0.9
 
 
 def test_model_engines_without_weights_name_what_to_install(tmp_path):
