@@ -27,6 +27,7 @@ PIPELINES: dict[str, str] = {
     "complete": "complete",
     "texture": "texture",
     "reconstruct": "reconstruct",
+    "refine": "refine",
 }
 
 

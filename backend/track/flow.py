@@ -43,41 +43,50 @@ def chain_paths(count: int, source: int, cyclic: bool) -> list[list[int]]:
     return paths
 
 
-def flow_track(frames: np.ndarray, masks: np.ndarray, source: int, cyclic: bool = True,
-               fb_threshold: float = 2.0, colour_threshold: float = 0.1) -> list[Correspondence]:
-    """Backward tracks of every frame (T, H, W, 3) with coverage masks (T, H, W) to `source`:
-    per frame the coordinates in the source and whether the chain reached it (seen). A step also
-    fails where the colours at its two ends differ by more than `colour_threshold` (max over
-    channels): flow pushes newly uncovered surface onto whatever is nearby, whose colour differs."""
-    t, h, w = masks.shape
-    forward: dict[tuple[int, int], np.ndarray] = {}
+class FlowTracker:
+    """Chained DIS flow over a sequence of frames (T, H, W, 3) with coverage masks (T, H, W); the
+    flow of each neighbouring pair is computed once, on first use. A step fails the
+    forward-backward check, leaves the image, lands off the subject, or joins colours that differ
+    by more than `colour_threshold` (max over channels, on slightly blurred frames): flow pushes
+    newly uncovered surface onto whatever is nearby, whose colour differs."""
 
-    def flow(i: int, j: int) -> np.ndarray:
-        if (i, j) not in forward:
-            forward[(i, j)] = dis_flow(frames[i], frames[j])
-        return forward[(i, j)]
+    def __init__(self, frames: np.ndarray, masks: np.ndarray, fb_threshold: float = 2.0,
+                 colour_threshold: float = 0.1) -> None:
+        import cv2
 
-    import cv2
+        self.frames, self.masks = frames, masks
+        self.fb_threshold, self.colour_threshold = fb_threshold, colour_threshold
+        self.smooth = [cv2.GaussianBlur(np.asarray(f, np.float32), (0, 0), 1.5) for f in frames]
+        self._flows: dict[tuple[int, int], np.ndarray] = {}
 
-    smooth = [cv2.GaussianBlur(np.asarray(f, np.float32), (0, 0), 1.5) for f in frames]  # colour check: no aliasing
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-    grid = np.stack([xs, ys], -1)
-    out = []
-    for path in chain_paths(t, source, cyclic):
-        coords, alive = grid.copy(), masks[path[0]].copy()
+    def flow(self, i: int, j: int) -> np.ndarray:
+        if (i, j) not in self._flows:
+            self._flows[(i, j)] = dis_flow(self.frames[i], self.frames[j])
+        return self._flows[(i, j)]
+
+    def follow(self, path: list[int]) -> Correspondence:
+        """Every covered pixel of frame path[0] followed frame by frame to path[-1]."""
+        h, w = self.masks.shape[1:]
+        ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+        coords, alive = np.stack([xs, ys], -1), self.masks[path[0]].copy()
         for a, b in zip(path[:-1], path[1:]):
-            step = sample_image(flow(a, b), coords)
+            step = sample_image(self.flow(a, b), coords)
             landed = coords + step
-            back = sample_image(flow(b, a), landed)
-            error = np.linalg.norm(step + back, axis=-1)
+            error = np.linalg.norm(step + sample_image(self.flow(b, a), landed), axis=-1)
             col, row = np.floor(landed[..., 0] + 0.5).astype(np.int64), np.floor(landed[..., 1] + 0.5).astype(np.int64)
             inside = (col >= 0) & (col < w) & (row >= 0) & (row < h)
             on_subject = np.zeros_like(alive)
-            on_subject[inside] = masks[b][row[inside], col[inside]]
-            here = sample_image(smooth[a], coords)
-            there = sample_image(smooth[b], landed)
-            same = np.abs(here - there).max(-1) <= colour_threshold
-            alive &= inside & on_subject & same & (error <= fb_threshold + 0.05 * np.linalg.norm(step, axis=-1))
+            on_subject[inside] = self.masks[b][row[inside], col[inside]]
+            same = np.abs(sample_image(self.smooth[a], coords) - sample_image(self.smooth[b], landed)).max(-1)
+            alive &= inside & on_subject & (same <= self.colour_threshold)
+            alive &= error <= self.fb_threshold + 0.05 * np.linalg.norm(step, axis=-1)
             coords = landed
-        out.append(Correspondence(coords.astype(np.float32), alive))
-    return out
+        return Correspondence(coords.astype(np.float32), alive)
+
+
+def flow_track(frames: np.ndarray, masks: np.ndarray, source: int, cyclic: bool = True,
+               **options: float) -> list[Correspondence]:
+    """Backward tracks of every frame to `source` (see FlowTracker): per frame the coordinates in
+    the source and whether the chain reached it (seen)."""
+    tracker = FlowTracker(frames, masks, **options)
+    return [tracker.follow(path) for path in chain_paths(len(frames), source, cyclic)]

@@ -13,7 +13,7 @@ time through its triangle and barycentrics (`surface_points`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -62,6 +62,17 @@ def depth_view_geometry(camera: Camera, depth: np.ndarray, mask: np.ndarray) -> 
     depth = np.where(mask, depth, 0.0).astype(np.float32)
     position = origin + rays * (depth / np.maximum(along, 1e-6))[..., None]
     return ViewGeometry(camera, mask.astype(bool), depth, position.astype(np.float32))
+
+
+def estimate_normals(view: ViewGeometry) -> ViewGeometry:
+    """`view` with normals from its position map (cross product of the image-space gradients,
+    turned towards the camera): for Gaussians, whose renders carry none."""
+    gy, gx = np.gradient(view.position.astype(np.float64), axis=(0, 1))
+    n = np.cross(gx, gy)
+    n /= np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-12)
+    towards = view.camera.position - view.position
+    n = np.where(((n * towards).sum(-1) < 0)[..., None], -n, n)
+    return replace(view, normal=np.where(view.mask[..., None], n, 0.0).astype(np.float32))
 
 
 def surface_points(view: ViewGeometry, positions: np.ndarray, faces: np.ndarray) -> np.ndarray:
