@@ -25,6 +25,9 @@ BLENDER_VENV = VENVS / "blender"
 TORCH = "torch==2.13.0"
 BPY = "bpy==4.5.*"
 BLENDER_REQUIREMENTS = [BPY, "pytest"]
+# The Khronos glTF validator (npm), run by the tests on every GLB they write (tests/conftest.py).
+GLTF_VALIDATOR = "gltf-validator@2.0.0-dev.3.10"
+GLTF_VALIDATOR_DIR = VENVS / "gltf-validator"
 # Shared libraries the bpy wheel loads, plus Mesa's EGL for headless moderngl rendering.
 APT_PACKAGES = ["libxrender1", "libxi6", "libxkbcommon0", "libsm6", "libxxf86vm1", "libxfixes3",
                 "libgl1", "libegl1", "libegl-mesa0", "libgl1-mesa-dri", "libgomp1"]
@@ -87,6 +90,17 @@ def ensure_venv(venv: Path, requirements: list[str], system_site: bool = False) 
     return python
 
 
+def ensure_gltf_validator() -> None:
+    stamp = GLTF_VALIDATOR_DIR / ".orbitex-installed"
+    if stamp.exists() and stamp.read_text() == GLTF_VALIDATOR:
+        return
+    if shutil.which("npm") is None:
+        raise SystemExit("npm (Node.js) is needed for the glTF validator the tests run: apt-get install -y nodejs npm")
+    GLTF_VALIDATOR_DIR.mkdir(parents=True, exist_ok=True)
+    run(["npm", "install", "--silent", "--no-audit", "--no-fund", "--prefix", GLTF_VALIDATOR_DIR, GLTF_VALIDATOR])
+    stamp.write_text(GLTF_VALIDATOR)
+
+
 def setup() -> None:
     ensure_apt()
     base = python311()
@@ -96,6 +110,7 @@ def setup() -> None:
     backend_reqs = [r for r in backend_reqs if r]
     ensure_venv(BACKEND_VENV, ([] if cuda else [TORCH]) + backend_reqs, system_site=cuda)
     ensure_venv(BLENDER_VENV, BLENDER_REQUIREMENTS)
+    ensure_gltf_validator()
     log(f"backend python: {venv_python(BACKEND_VENV)}; Blender-side python (bpy): {venv_python(BLENDER_VENV)}")
 
 

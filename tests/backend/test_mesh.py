@@ -72,6 +72,7 @@ def test_normalize_round_trip() -> None:
     np.testing.assert_allclose(normalized.normals, mesh.normals, atol=1e-6)  # similarity: normals unchanged
 
 
+@pytest.mark.writes_invalid_gltf  # corrupt and empty GLBs on purpose
 def test_bad_files_raise_input_error(tmp_path: Path) -> None:
     empty = tmp_path / "empty.glb"
     empty.write_bytes(b"")

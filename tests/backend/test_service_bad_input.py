@@ -159,6 +159,7 @@ MESHES = {
 }
 
 
+@pytest.mark.writes_invalid_gltf  # a garbage GLB on purpose
 @pytest.mark.parametrize("name,expected", [
     ("garbage.glb", "mesh.glb: cannot read the mesh"),
     ("nothing.obj", "mesh.obj: the file holds no triangles"),

@@ -22,6 +22,7 @@ def _box_glb() -> bytes:
     return trimesh.creation.box(extents=(1.0, 0.6, 0.4)).export(file_type="glb")
 
 
+@pytest.mark.writes_invalid_gltf  # uploads a broken GLB on purpose
 def test_render_orbit_job(tmp_path: Path) -> None:
     module = importlib.import_module("backend.pipelines.render_orbit")
     role = next(iter(module.INPUTS))
