@@ -146,6 +146,8 @@ def _write_from_gltf(source: Path, out: Path, texture: np.ndarray, mesh: Mesh, u
         for prim in m.primitives:
             if (prim.mode if prim.mode is not None else 4) == 4:
                 prim.material = material
+    _drop_unused_materials(gltf)
+    _set_view_targets(gltf)
     data = blob.bytes()
     gltf.buffers = [Buffer(byteLength=len(data))]
     gltf.set_binary_blob(data)
@@ -186,3 +188,102 @@ def _add_uv_map(gltf, buffers: list[bytes], mesh: Mesh, vmapping: np.ndarray,  #
                                          gltf.accessors[index].type, _FLOAT, 34962)
         prim.indices = add_accessor(local_faces.astype(np.uint32).reshape(-1, 1).ravel(), "SCALAR", _UINT32, 34963)
     return 0
+
+
+def _texture_infos(obj, found: list) -> list:  # type: ignore[no-untyped-def]
+    """Every textureInfo (core or extension) below `obj`: the objects under keys named *Texture."""
+    if isinstance(obj, list):
+        for v in obj:
+            _texture_infos(v, found)
+        return found
+    items = obj.items() if isinstance(obj, dict) else (
+        ((f, getattr(obj, f)) for f in obj.__dataclass_fields__) if hasattr(obj, "__dataclass_fields__") else ())
+    for key, value in items:
+        if value is None or isinstance(value, (str, int, float, bool)):
+            continue
+        if key.endswith("Texture") and (value.get("index") if isinstance(value, dict) else getattr(value, "index", None)) is not None:
+            found.append(value)
+        _texture_infos(value, found)
+    return found
+
+
+def _reindex(items: list, keep: list[int]) -> tuple[list, dict[int, int]]:  # type: ignore[no-untyped-def]
+    return [items[i] for i in keep], {old: new for new, old in enumerate(keep)}
+
+
+def _drop_unused_materials(gltf) -> None:  # type: ignore[no-untyped-def]
+    """The input's materials that no primitive references any more go, and then the textures,
+    images and samplers nothing references (the glTF validator reports them as unused).
+    Image bytes stay in the binary chunk (their bufferViews are not renumbered)."""
+    prims = [prim for m in gltf.meshes for prim in m.primitives]
+    used = sorted({p.material for p in prims if p.material is not None})
+    gltf.materials, remap = _reindex(gltf.materials, used)
+    for p in prims:
+        if p.material is not None:
+            p.material = remap[p.material]
+    infos = _texture_infos(gltf.materials, [])
+
+    def info_index(info, value=None):  # type: ignore[no-untyped-def]
+        if isinstance(info, dict):
+            if value is not None:
+                info["index"] = value
+            return info["index"]
+        if value is not None:
+            info.index = value
+        return info.index
+
+    gltf.textures, remap = _reindex(gltf.textures, sorted({info_index(i) for i in infos}))
+    for info in infos:
+        info_index(info, remap[info_index(info)])
+
+    def sources(texture) -> list[tuple[object, str]]:  # type: ignore[no-untyped-def]
+        holders = [(texture, "source")] + [(ext, "source") for ext in (texture.extensions or {}).values()
+                                           if isinstance(ext, dict) and "source" in ext]
+        return [(h, k) for h, k in holders if (h.get(k) if isinstance(h, dict) else getattr(h, k)) is not None]
+
+    def get(h, k):  # type: ignore[no-untyped-def]
+        return h.get(k) if isinstance(h, dict) else getattr(h, k)
+
+    def put(h, k, v) -> None:  # type: ignore[no-untyped-def]
+        if isinstance(h, dict):
+            h[k] = v
+        else:
+            setattr(h, k, v)
+
+    refs = [ref for t in gltf.textures for ref in sources(t)]
+    gltf.images, remap = _reindex(gltf.images, sorted({get(h, k) for h, k in refs}))
+    for h, k in refs:
+        put(h, k, remap[get(h, k)])
+    gltf.samplers, remap = _reindex(gltf.samplers, sorted({t.sampler for t in gltf.textures if t.sampler is not None}))
+    for t in gltf.textures:
+        if t.sampler is not None:
+            t.sampler = remap[t.sampler]
+
+
+def _set_view_targets(gltf) -> None:  # type: ignore[no-untyped-def]
+    """bufferView.target for views read only as vertex attributes (ARRAY_BUFFER) or only as
+    indices (ELEMENT_ARRAY_BUFFER); views with other uses (animation, skins, images) keep none."""
+    uses: dict[int, set[int]] = {}
+    attribute_accessors, index_accessors = set(), set()
+    for m in gltf.meshes:
+        for prim in m.primitives:
+            attribute_accessors.update(v for v in prim.attributes.__dict__.values() if isinstance(v, int))
+            for target in prim.targets or []:
+                attribute_accessors.update(v for v in target.values() if isinstance(v, int))
+            if prim.indices is not None:
+                index_accessors.add(prim.indices)
+    for i, acc in enumerate(gltf.accessors):
+        if acc.bufferView is None:
+            continue
+        kind = _ARRAY_BUFFER if i in attribute_accessors else _ELEMENT_ARRAY_BUFFER if i in index_accessors else 0
+        uses.setdefault(acc.bufferView, set()).add(kind)
+        if acc.sparse is not None:  # sparse indices/values views are never vertex buffers
+            uses.setdefault(acc.sparse.indices.bufferView, set()).add(0)
+            uses.setdefault(acc.sparse.values.bufferView, set()).add(0)
+    for image in gltf.images:
+        if image.bufferView is not None:
+            uses.setdefault(image.bufferView, set()).add(0)
+    for view_index, kinds in uses.items():
+        view = gltf.bufferViews[view_index]
+        if view.target is None and len(kinds) == 1 and 0 not in kinds:
+            view.target = kinds.pop()
