@@ -92,6 +92,7 @@ def run(inputs: dict[str, Path], params: BakeParams, out_dir: Path, progress: Pr
             raise InputError(f"{views_path}: not a view-set folder or .zip")
         views = read_viewset(folder)
     from ..progress import sub_progress
+    from ..render.gbuffer import rasterizer_report
 
     result = bake(mesh, views, params, sub_progress(progress, 0.05, 0.95))
     progress(0.96, "writing GLB")
@@ -101,6 +102,7 @@ def run(inputs: dict[str, Path], params: BakeParams, out_dir: Path, progress: Pr
     report = dict(result.report)
     report["uv_map"] = uv_map_name(target, result)
     report["vertices_in"], report["vertices_out"] = mesh.num_vertices, result.mesh.num_vertices
+    report.update(rasterizer_report(params.rasterizer))
     report_path = side / "report.json"
     report_path.write_text(json.dumps(report, indent=2, default=str))
     progress(1.0, "done")

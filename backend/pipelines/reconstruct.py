@@ -272,6 +272,7 @@ def _load_mesh_and_texture(path: Path) -> tuple["Mesh", "object", np.ndarray | N
 
 
 def _from_mesh(path: Path, params: Params, ply: Path, side: Path, progress: Progress) -> dict:
+    from ..render.gbuffer import rasterizer_report
     from ..splats.fit import FitViews, fit, psnr, render_views
     from ..splats.model import from_mesh
     from ..splats.ply import write_ply
@@ -294,7 +295,7 @@ def _from_mesh(path: Path, params: Params, ply: Path, side: Path, progress: Prog
     return {"source": "mesh", "gaussians": len(result.gaussians), "iterations": result.iterations,
             "fit_seconds": round(result.seconds, 2), "training_psnr_db": round(quality, 2),
             "losses": result.losses, "rasterizer": result.rasterizer, "densification": result.edits,
-            "frame": "the mesh file's coordinates"}
+            "mesh_views": rasterizer_report(), "frame": "the mesh file's coordinates"}
 
 
 def _from_image(image_path: Path, mesh_path: Path | None, params: Params, ply: Path, side: Path,

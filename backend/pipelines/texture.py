@@ -133,7 +133,7 @@ def run(inputs: dict[str, Path], params: Params, out_dir: Path, progress: Progre
     lap("load")
 
     from ..progress import sub_progress
-    from ..render.gbuffer import render_gbuffers
+    from ..render.gbuffer import rasterizer_report, render_gbuffers
 
     progress(0.02, "orbit G-buffers")
     ref_camera, frame0 = reference_camera(width, height, norm, user_camera)
@@ -181,7 +181,7 @@ def run(inputs: dict[str, Path], params: Params, out_dir: Path, progress: Progre
     report = {"generator": params.generator, "params": asdict(params), "seconds": timings,
               "seconds_total": round(sum(timings.values()), 3), "bake": result.report,
               "uv_map": uv_map_name(target, result), "reference_alpha": reference.had_alpha,
-              "generator_calls": _calls(generator)}
+              "generator_calls": _calls(generator), **rasterizer_report(params.rasterizer)}
     report_path = side / "report.json"
     report_path.write_text(json.dumps(report, indent=2, default=str))
     progress(1.0, "done")

@@ -6,6 +6,8 @@ outputs are comparable to the last bit wherever they agree on the triangle.
 """
 from __future__ import annotations
 
+import functools
+import warnings
 from dataclasses import dataclass
 from typing import Protocol, Sequence
 
@@ -56,27 +58,55 @@ def near_far(mesh: Mesh, camera: Camera) -> tuple[float, float]:
 
 
 def get_rasterizer(name: str = "auto") -> Rasterizer:
-    """'auto' picks nvdiffrast on CUDA, else moderngl (EGL), else the PyTorch reference."""
+    """'auto' picks nvdiffrast on CUDA, else moderngl (EGL), else the PyTorch reference, and warns
+    when it could not take the first choice (`rasterizer_report` says which it took and why)."""
     if name not in RASTERIZERS:
         raise InputError(f"unknown rasterizer {name!r}: use one of {', '.join(RASTERIZERS)}")
-    if name in ("auto", "nvdiffrast") and torch.cuda.is_available():
+    if name == "auto":
+        chosen, why = _auto_choice()
+        if why:
+            warnings.warn(f"rasterizer auto: using {chosen} ({why})", RuntimeWarning, stacklevel=2)
+        return _make(chosen)
+    return _make(name)
+
+
+def rasterizer_report(name: str = "auto") -> dict[str, str]:
+    """For report.json: the rasterizer `name` resolves to and, for 'auto', why it is not the first choice."""
+    if name != "auto":
+        return {"rasterizer": name}
+    chosen, why = _auto_choice()
+    return {"rasterizer": chosen, **({"rasterizer_fallback": why} if why else {})}
+
+
+@functools.lru_cache(maxsize=1)
+def _auto_choice() -> tuple[str, str | None]:
+    """(name, reason it is not the first choice or None); decided once per process."""
+    reasons = []  # without CUDA, moderngl is the first choice
+    for candidate in ("nvdiffrast", "moderngl") if torch.cuda.is_available() else ("moderngl",):
+        try:
+            _make(candidate)
+            return candidate, "; ".join(reasons) or None
+        except InputError as exc:
+            reasons.append(str(exc))
+    return "torch", "; ".join(reasons)
+
+
+def _make(name: str) -> Rasterizer:
+    if name == "nvdiffrast":
+        if not torch.cuda.is_available():
+            raise InputError("the nvdiffrast rasterizer needs a CUDA GPU, and none is available")
         try:
             from .raster_cuda import NvdiffrastRasterizer
-
-            return NvdiffrastRasterizer()
         except ImportError:
-            if name == "nvdiffrast":
-                raise InputError("nvdiffrast is not installed: pip install diffrp-nvdiffrast") from None
-    elif name == "nvdiffrast":
-        raise InputError("the nvdiffrast rasterizer needs a CUDA GPU, and none is available")
-    if name in ("auto", "moderngl"):
+            raise InputError("nvdiffrast is not installed: pip install diffrp-nvdiffrast") from None
+        return NvdiffrastRasterizer()
+    if name == "moderngl":
         try:
             from .raster_gl import ModernGLRasterizer
 
             return ModernGLRasterizer()
         except Exception as exc:  # no EGL driver / moderngl missing
-            if name == "moderngl":
-                raise InputError(f"moderngl (EGL) rasterizer unavailable: {exc}") from None
+            raise InputError(f"moderngl (EGL) rasterizer unavailable: {exc}") from None
     from .raster_torch import TorchRasterizer
 
     return TorchRasterizer()

@@ -75,6 +75,7 @@ def test_textured_mesh_to_gaussians(tmp_path):
     assert len(g) == report["gaussians"] > 100 and g.sh_degree == 1
     assert report["training_psnr_db"] > 20, report
     assert report["losses"] == ["l1", "ssim", "mask"]
+    assert report["mesh_views"]["rasterizer"] in ("moderngl", "nvdiffrast")
     # in the file's frame: the asset spans x in +-0.5, y in +-0.4
     centre = g.means.median(0).values
     assert centre.abs().max() < 0.1 and g.means[:, 0].abs().quantile(0.99) < 0.6

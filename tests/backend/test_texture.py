@@ -59,6 +59,7 @@ def test_end_to_end_outputs(asset: dict, result: dict) -> None:
         assert files[key].is_file() and files[key].parent in (side, side / "views")
     report = json.loads(files["report"].read_text())
     assert report["generator"] == "projection" and set(report["seconds"]) >= {"generate", "bake", "orbit_gbuffers"}
+    assert report["rasterizer"] in ("moderngl", "nvdiffrast") and "rasterizer_fallback" not in report
     views = json.loads(files["views"].read_text())
     assert len(views["frames"]) == 2 * 9 - 1  # the vertical orbit's frame 0 is the horizontal one's
     assert any("projection" in s for s in result["stages"]) and any("bak" in s for s in result["stages"])
