@@ -69,7 +69,7 @@ def main() -> None:
         print("  bake stages: " + ", ".join(f"{k} {v:.1f}" for k, v in report["bake"]["seconds"].items()))
 
         positions, faces, uvs = lathe_mesh(128, 64)
-        rgb, mask = render_reference(positions, faces, uvs, procedural_texture(512), args.size, "auto")
+        rgb, mask = render_reference(positions, faces, uvs, procedural_texture(512), args.size)
         mesh = save_glb(tmp / "synthetic.glb", positions, faces, uvs)
         image = write_rgba(tmp / "synthetic_ref.png", rgb, mask)
         files, seconds = run_texture(mesh, image, tmp / "synthetic_out.glb", args.frames, args.size, args.texture_size)

@@ -1,5 +1,5 @@
 """Synthetic assets for the texture tests and benchmark: a UV-mapped lathe (vase-like) mesh, a
-procedural texture, and reference images rendered from it with the project's rasterizer."""
+procedural texture, and reference images rendered from it by an independent ray caster."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -65,19 +65,61 @@ def procedural_texture(size: int = 256, seed: int = 0) -> np.ndarray:
 
 
 def render_reference(positions: np.ndarray, faces: np.ndarray, uvs: np.ndarray, texture: np.ndarray,
-                     size: int, rasterizer: str = "torch") -> tuple[np.ndarray, np.ndarray]:
-    """The textured mesh seen from the default reference camera (frame 0 of the orbit) at
-    `size`: RGB on black and the coverage mask."""
-    from backend.assets.mesh import make_mesh, normalize
-    from backend.pipelines.texture import reference_camera, sample_texture
-    from backend.render.gbuffer import render_gbuffers
+                     size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The textured mesh seen from the reference view at `size`: RGB on black and the coverage mask.
 
-    mesh = make_mesh(positions, faces, uvs)
-    norm_mesh, norm = normalize(mesh)
-    camera, _ = reference_camera(size, size, norm)
-    g = render_gbuffers(norm_mesh, [camera], rasterizer)
-    rgb = sample_texture(mesh, texture, g.tri_id, g.bary, g.mask)[0]
-    return rgb, g.mask[0].numpy()
+    Built independently of the code under test (no backend camera, rasterizer or sampler), from the
+    conventions as DESIGN.md states them, so a convention error in the pipeline cannot cancel out:
+    the box is centred and its largest side scaled to 1; the camera sits at (0, 0, 1.5) looking down
+    -Z with +Y up and a vertical FoV of 2 atan(16/35); pixel (0, 0) is the top-left corner; UVs
+    have v = 0 at the bottom row of the texture. Rays are cast through pixel centres (one sample,
+    Moller-Trumbore in numpy) and the texture is read with OpenCV's bilinear remap."""
+    import cv2
+
+    lo, hi = positions.min(0), positions.max(0)
+    verts = ((positions - (lo + hi) / 2) / (hi - lo).max()).astype(np.float64)
+    focal = 0.5 * size / (16.0 / 35.0)
+    eye = np.array([0.0, 0.0, 1.5])
+    rows, cols = np.mgrid[0:size, 0:size]
+    dirs = np.stack([(cols + 0.5 - size / 2) / focal, -(rows + 0.5 - size / 2) / focal, -np.ones_like(cols, float)], -1)
+    dirs = dirs.reshape(-1, 3) / np.linalg.norm(dirs.reshape(-1, 3), axis=1, keepdims=True)
+    a, b, c = verts[faces[:, 0]], verts[faces[:, 1]], verts[faces[:, 2]]
+    e1, e2, to_eye = b - a, c - a, eye - a
+    # rows of the image each triangle can cover (the mesh lies in front of the camera): a cheap cull
+    tri_rows = size / 2 - focal * verts[faces][..., 1] / (eye[2] - verts[faces][..., 2])
+    row_lo, row_hi = np.floor(tri_rows.min(1)) - 1, np.ceil(tri_rows.max(1)) + 1
+    best_t = np.full(len(dirs), np.inf)
+    best_uv = np.zeros((len(dirs), 2))
+    band = 4
+    for top in range(0, size, band):
+        near = np.nonzero((row_hi >= top) & (row_lo <= top + band))[0]
+        if not len(near):
+            continue
+        sl = slice(top * size, min(top + band, size) * size)
+        d = dirs[sl, None, :]  # (R, 1, 3) against the triangles near these rows (1, F, 3)
+        f1, f2, fe = e1[near][None], e2[near][None], to_eye[near][None]
+        p = np.cross(d, f2)
+        det = (f1 * p).sum(-1)
+        ok = np.abs(det) > 1e-12
+        inv = np.where(ok, 1.0 / np.where(ok, det, 1.0), 0.0)
+        w1 = (fe * p).sum(-1) * inv
+        q = np.cross(fe, f1)
+        w2 = (d * q).sum(-1) * inv
+        t = (f2 * q).sum(-1) * inv
+        hit = ok & (w1 >= 0) & (w2 >= 0) & (w1 + w2 <= 1) & (t > 1e-9)
+        t = np.where(hit, t, np.inf)
+        pick = t.argmin(1)
+        ray = np.arange(len(pick))
+        best_t[sl] = t[ray, pick]
+        w1, w2 = w1[ray, pick], w2[ray, pick]
+        corner = uvs[faces[near[pick]]].astype(np.float64)  # (R, 3, 2)
+        best_uv[sl] = (1 - w1 - w2)[:, None] * corner[:, 0] + w1[:, None] * corner[:, 1] + w2[:, None] * corner[:, 2]
+    mask = np.isfinite(best_t).reshape(size, size)
+    h, w = texture.shape[:2]
+    map_x = (best_uv[:, 0] * w - 0.5).reshape(size, size).astype(np.float32)
+    map_y = ((1.0 - best_uv[:, 1]) * h - 0.5).reshape(size, size).astype(np.float32)
+    rgb = cv2.remap(texture.astype(np.float32), map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
+    return (rgb * mask[..., None]).astype(np.float32), mask
 
 
 def write_rgba(path: Path, rgb: np.ndarray, mask: np.ndarray) -> Path:
