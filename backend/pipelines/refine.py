@@ -69,6 +69,7 @@ AUTO_CANDIDATES = 12  # azimuths tried by source_view "auto"
 class Params:
     source_view: str = "auto"  # "auto" or N: frame N of a horizontal orbit of `frames` views from the front (+Z)
     inpainter: Literal["opencv", "sd-inpaint"] = "opencv"
+    opencv_method: Literal["telea", "shiftmap"] = "telea"  # opencv inpainter: diffusion, or patches copied in
     anchors: list[float] = field(default_factory=lambda: [20.0, 90.0, 180.0])  # stage limits, degrees from the source
     strength: float = 0.3  # sd-inpaint denoising strength
     frames: int = 61  # views per orbit (horizontal and vertical, sharing the source view)
@@ -142,6 +143,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source-view", action=_SourceView, metavar="auto|N|transforms.json",
                         help="the view the asset is right from (default auto: the view most like the first photo)")
     parser.add_argument("--inpainter", choices=["opencv", "sd-inpaint"], help="default opencv (weight-free)")
+    parser.add_argument("--opencv-method", dest="opencv_method", choices=["telea", "shiftmap"],
+                        help="opencv inpainter: telea (diffusion from the border, default) or shiftmap (patches copied in)")
     parser.add_argument("--anchors", type=_anchor_list, help="stage limits in degrees (default 20,90,180)")
     parser.add_argument("--tracker", choices=["geometry", "flow", "cotracker"], help="default geometry")
     parser.add_argument("--train-lora", dest="train_lora", action=argparse.BooleanOptionalAction, default=None,
@@ -445,7 +448,7 @@ def make_inpainter(params: Params, subjects: list[Path], cache_dir: Path, progre
     from ..models.inpaint import load_inpainter
 
     if params.inpainter == "opencv":
-        return load_inpainter("opencv")
+        return load_inpainter("opencv", method=params.opencv_method)
     lora = None
     if params.train_lora:
         import importlib
