@@ -53,8 +53,12 @@ def two_bone_glb(path: Path, texture_size: int = 64) -> Path:
     pos = mesh.positions.astype(np.float32)
     y = pos[:, 1]
     w1 = np.clip((y + 0.05) / 0.1, 0, 1).astype(np.float32)  # lower half: joint 0, upper: joint 1
-    joints = np.tile(np.array([0, 1, 0, 0], np.uint16), (len(pos), 1))
-    weights = np.stack([1 - w1, w1, np.zeros_like(w1), np.zeros_like(w1)], 1).astype(np.float32)
+    joints = np.zeros((len(pos), 4), np.uint16)
+    weights = np.zeros((len(pos), 4), np.float32)
+    weights[:, 0], weights[:, 1] = 1 - w1, w1
+    joints[:, 1] = (w1 > 0)  # no joint index under a zero weight (the validator asks so)
+    upper = w1 >= 1
+    joints[upper, :2], weights[upper, :2] = [1, 0], [1.0, 0.0]
     uv = np.stack([mesh.uvs[:, 0], 1 - mesh.uvs[:, 1]], 1).astype(np.float32)
     inv_bind = np.stack([np.eye(4, dtype=np.float32), np.eye(4, dtype=np.float32)])
     inv_bind[0][:3, 3] = [0, 0.4, 0]  # joint 0 sits at y = -0.4
