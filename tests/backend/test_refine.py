@@ -139,3 +139,15 @@ def test_cli_flags_map_to_roles_and_params() -> None:
     assert args.anchors == [30.0, 180.0] and args.train_lora is False
     args = parser.parse_args(["a.glb", "--subject", "s.png", "--out", "o", "--source-view", "5"])
     assert args.source_view == "5" and getattr(args, "cameras", None) is None
+
+
+def test_flow_tracker_runs_the_pipeline(tmp_path: Path) -> None:
+    import json
+
+    asset = can_glb(tmp_path / "can.glb")
+    results = _run(tmp_path, asset, "flow.glb", tracker="flow")
+    report = json.loads(Path(results["report"]).read_text())
+    assert report["tracker"] == "flow"
+    frames = report["progressive"]["frames"]
+    assert any(f["warped_from"] for f in frames.values())  # flow tracks carried colours from finished frames
+    assert max(f["unseen_fraction"] for f in frames.values()) > 0.3
