@@ -111,6 +111,8 @@ def setup() -> None:
     ensure_venv(BACKEND_VENV, ([] if cuda else [TORCH]) + backend_reqs, system_site=cuda)
     ensure_venv(BLENDER_VENV, BLENDER_REQUIREMENTS)
     ensure_gltf_validator()
+    # the CPU splat rasterizer's numba kernels: compiled once here, cached beside their module
+    run([venv_python(BACKEND_VENV), "-c", "from backend.splats.raster_cpu import warm_up; warm_up()"], cwd=ROOT)
     log(f"backend python: {venv_python(BACKEND_VENV)}; Blender-side python (bpy): {venv_python(BLENDER_VENV)}")
 
 

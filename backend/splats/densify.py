@@ -1,21 +1,22 @@
 """Clone / split / prune densification (3DGS's adaptive density control) for the CPU path.
 
 Parameters live as gsplat keeps them (a dict of leaf tensors `means scales quats opacities sh0 shN`
-with one Adam optimizer each), so the CUDA path can hand the same dicts to gsplat's
-DefaultStrategy. Thresholds follow 3DGS / gsplat's defaults: view-space positional gradient
-(in NDC units) above 0.0002 grows a Gaussian; small ones (max scale <= 1 % of the scene) are
-cloned, large ones split in two samples of themselves with scales / 1.6; Gaussians below 0.5 %
-opacity, or larger than 10 % of the scene, are pruned; opacities are reset to 1 % now and then.
+with one Adam optimizer each), so the CUDA path hands the same dicts to gsplat's DefaultStrategy
+(strategy_gsplat.py adds the same budget). Thresholds follow 3DGS / gsplat's defaults: view-space
+positional gradient (in NDC units) above 0.0002 grows a Gaussian; small ones (max scale <= 1 % of
+the scene) are cloned, large ones split in two samples of themselves with scales / 1.6; Gaussians
+below 0.5 % opacity, or larger than 10 % of the scene, are pruned; opacities are reset to 1 % now
+and then. On a budget: growth stops at `max_gaussians`, the highest gradients grown first.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from .model import quat_to_rotmat
-from .raster_torch import Render
 
 PARAM_NAMES = ("means", "scales", "quats", "opacities", "sh0", "shN")
 
@@ -34,49 +35,63 @@ class DensifyConfig:
 
 
 class CloneSplitPrune:
-    """Tracks screen-space gradients between refinements and edits params + optimizer states."""
+    """Tracks screen-space gradients between refinements and edits params + optimizer states.
 
-    def __init__(self, config: DensifyConfig, scene_scale: float, seed: int = 0) -> None:
+    Same protocol as gsplat's strategies (so the fit drives either with one loop):
+    `initialize_state(scene_scale)`, `step_pre_backward(params, optimizers, state, step, info)`,
+    `step_post_backward(params, optimizers, state, step, info, packed)`, with `info` in gsplat's
+    packed form: means2d (M, 2) of the visible Gaussians `gaussian_ids` (M,), width, height,
+    n_cameras. Totals of the edits accumulate in state["edits"]."""
+
+    def __init__(self, config: DensifyConfig, seed: int = 0) -> None:
         self.config = config
-        self.scene_scale = scene_scale
-        self.grad2d: torch.Tensor | None = None
-        self.count: torch.Tensor | None = None
         self.generator = torch.Generator().manual_seed(seed)
 
-    def step_pre_backward(self, render: Render) -> None:
-        render.means2d.retain_grad()
+    def initialize_state(self, scene_scale: float = 1.0) -> dict[str, Any]:
+        return {"grad2d": None, "count": None, "scene_scale": scene_scale, "edits": new_edits()}
+
+    def check_sanity(self, params: dict[str, torch.Tensor], optimizers: dict[str, torch.optim.Optimizer]) -> None:
+        missing = [name for name in PARAM_NAMES if name not in params or name not in optimizers]
+        if missing:
+            raise ValueError(f"densification needs params and optimizers for {', '.join(missing)}")
+
+    def step_pre_backward(self, params: dict[str, torch.Tensor], optimizers: dict[str, torch.optim.Optimizer],
+                          state: dict[str, Any], step: int, info: dict[str, Any]) -> None:
+        info["means2d"].retain_grad()
 
     @torch.no_grad()
     def step_post_backward(self, params: dict[str, torch.Tensor], optimizers: dict[str, torch.optim.Optimizer],
-                           step: int, render: Render, width: int, height: int) -> dict[str, int]:
-        """Accumulate this view's statistics; refine/reset on schedule. Returns counts of edits."""
+                           state: dict[str, Any], step: int, info: dict[str, Any], packed: bool = True) -> None:
+        """Accumulate this view's statistics; refine/reset on schedule."""
+        if not packed:
+            raise ValueError("CloneSplitPrune reads packed info (means2d of the visible Gaussians only)")
         cfg, n = self.config, params["means"].shape[0]
-        if self.grad2d is None or self.grad2d.shape[0] != n:
-            self.grad2d = torch.zeros(n, device=params["means"].device)
-            self.count = torch.zeros(n, device=params["means"].device)
-        if render.means2d.grad is not None and len(render.visible):
-            g = render.means2d.grad * torch.tensor([width / 2.0, height / 2.0], device=render.means2d.device)
-            self.grad2d.index_add_(0, render.visible, g.norm(dim=-1))
-            self.count.index_add_(0, render.visible, torch.ones_like(render.visible, dtype=torch.float32))
-        edits = {"cloned": 0, "split": 0, "pruned": 0}
+        if state["grad2d"] is None or state["grad2d"].shape[0] != n:
+            state["grad2d"] = torch.zeros(n, device=params["means"].device)
+            state["count"] = torch.zeros(n, device=params["means"].device)
+        means2d, ids = info["means2d"], info["gaussian_ids"]
+        if means2d.grad is not None and len(ids):
+            scale = torch.tensor([info["width"] / 2.0, info["height"] / 2.0], device=means2d.device) * info["n_cameras"]
+            state["grad2d"].index_add_(0, ids, (means2d.grad * scale).norm(dim=-1).to(state["grad2d"].dtype))
+            state["count"].index_add_(0, ids, torch.ones_like(ids, dtype=state["count"].dtype))
         if cfg.refine_start < step < cfg.refine_stop and step % cfg.refine_every == 0:
-            edits = self._refine(params, optimizers, step)
-            self.grad2d = self.count = None
+            for key, value in self._refine(params, optimizers, state, step).items():
+                state["edits"][key] += value
+            state["grad2d"] = state["count"] = None
         if step % cfg.reset_every == 0 and 0 < step < cfg.refine_stop:
             limit = _logit(cfg.prune_opacity * 2.0)
             _edit(params, optimizers, "opacities", lambda p: p.clamp_max(limit), zero_state=True)
-        return edits
 
-    def _refine(self, params, optimizers, step: int) -> dict[str, int]:  # type: ignore[no-untyped-def]
-        cfg = self.config
-        assert self.grad2d is not None and self.count is not None
-        avg = self.grad2d / self.count.clamp_min(1.0)
+    def _refine(self, params, optimizers, state, step: int) -> dict[str, int]:  # type: ignore[no-untyped-def]
+        cfg, scene_scale = self.config, state["scene_scale"]
+        avg = state["grad2d"] / state["count"].clamp_min(1.0)
         high = avg > cfg.grow_grad2d
         max_scale = torch.exp(params["scales"]).max(-1).values
-        small = max_scale <= cfg.grow_scale3d * self.scene_scale
-        room = max(0, cfg.max_gaussians - params["means"].shape[0])
-        clone = torch.nonzero(high & small)[:, 0][:room]
-        split = torch.nonzero(high & ~small)[:, 0][:max(0, room - len(clone))]
+        small = max_scale <= cfg.grow_scale3d * scene_scale
+        # on a budget: each clone or split adds one Gaussian; the highest gradients go first
+        grow = budget_order(avg, high, cfg.max_gaussians - params["means"].shape[0])
+        clone = grow[small[grow]]
+        split = grow[~small[grow]]
 
         # split: two samples from each Gaussian's own distribution, 1.6x smaller
         rot = quat_to_rotmat(params["quats"][split])
@@ -99,11 +114,25 @@ class CloneSplitPrune:
         opac = torch.sigmoid(params["opacities"])
         prune = opac < cfg.prune_opacity
         if step > cfg.reset_every:
-            prune |= torch.exp(params["scales"]).max(-1).values > cfg.prune_scale3d * self.scene_scale
+            prune |= torch.exp(params["scales"]).max(-1).values > cfg.prune_scale3d * scene_scale
         if prune.all():  # never empty the model
             prune[torch.argmax(opac)] = False
         _grow(params, optimizers, ~prune, None)
         return {"cloned": int(len(clone)), "split": int(len(split)), "pruned": int(prune.sum())}
+
+
+def new_edits() -> dict[str, int]:
+    return {"cloned": 0, "split": 0, "pruned": 0}
+
+
+def budget_order(score: torch.Tensor, candidates: torch.Tensor, room: int) -> torch.Tensor:
+    """Indices of the candidates (bool mask) with the highest scores, at most `room` of them."""
+    index = torch.nonzero(candidates)[:, 0]
+    room = max(0, int(room))
+    if len(index) > room:
+        index = index[torch.argsort(score[index], descending=True, stable=True)[:room]]
+        index = torch.sort(index).values
+    return index
 
 
 def _logit(p: float) -> float:

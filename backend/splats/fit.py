@@ -1,10 +1,12 @@
 """Fit Gaussians to posed images: L1 + (MS-)SSIM + mask loss (+ LPIPS when installed), with
-densification, progress and cancellation between iterations.
+densification on a budget, early stopping on held-out views, progress and cancellation between
+iterations.
 
 One view per iteration in shuffled epochs, Adam per parameter with the 3DGS learning rates
 (positions scaled by the scene size and decayed 100x over the run), SH degree raised one step
-every `sh_increase_every` iterations. On CUDA with gsplat the rasterizer and densification are
-gsplat's (rasterization + DefaultStrategy); elsewhere raster_torch and CloneSplitPrune.
+every `sh_increase_every` iterations. Rasterizers: gsplat on CUDA (with gsplat's DefaultStrategy,
+budgeted), raster_cpu on the CPU, raster_torch (the reference) anywhere; the densification
+strategies share gsplat's protocol, so one loop drives either.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -21,11 +23,12 @@ from ..errors import InputError
 from ..progress import Progress, no_progress
 from ..render.cameras import Camera
 from . import raster_torch
-from .densify import PARAM_NAMES, CloneSplitPrune, DensifyConfig
+from .densify import PARAM_NAMES, CloneSplitPrune, DensifyConfig, new_edits
 from .model import Gaussians
 from .raster_torch import Render
 
-RASTERIZERS = ("auto", "torch", "gsplat")
+RASTERIZERS = ("auto", "cpu", "torch", "gsplat")
+GSPLAT_BATCH = 8  # cameras per gsplat call when rendering views
 MS_SSIM_MIN_SIDE = 160  # MS-SSIM from here (5 scales: an 11 px window needs > 160 px, so 9 px at 160)
 
 
@@ -67,8 +70,15 @@ class FitConfig:
     sh_increase_every: int = 1000
     densify: bool = True
     densify_config: DensifyConfig = field(default_factory=DensifyConfig)
+    # early stop (with held-out views): every `eval_every` iterations (0: iterations // 20) from
+    # `min_fraction` of the run, stop once the held-out loss has not fallen by `min_improvement`
+    # (relative) below its best for `patience` evaluations in a row
+    eval_every: int = 0
+    min_fraction: float = 0.3
+    min_improvement: float = 0.005
+    patience: int = 3
     scene_scale: float = 1.0  # size of the subject (thresholds and the position learning rate scale with it)
-    rasterizer: str = "auto"  # auto = gsplat on CUDA when installed, else torch
+    rasterizer: str = "auto"  # auto = gsplat on CUDA when installed, raster_cpu on the CPU
     device: str = "auto"
     seed: int = 0
 
@@ -82,6 +92,8 @@ class FitResult:
     losses: list[str]  # the loss terms used
     history: list[float]  # loss per iteration
     edits: dict[str, int]  # densification totals
+    heldout: list[tuple[int, float]] = field(default_factory=list)  # (iteration, held-out loss)
+    stopped_early: bool = False
 
 
 def pick_device(device: str) -> torch.device:
@@ -96,9 +108,13 @@ def pick_rasterizer(name: str, device: torch.device) -> str:
     if name == "auto":
         from . import raster_gsplat
 
+        if device.type == "cpu":
+            return "cpu"
         return "gsplat" if device.type == "cuda" and raster_gsplat.available() else "torch"
     if name == "gsplat" and device.type != "cuda":
         raise InputError("the gsplat rasterizer needs a CUDA GPU, and none is available")
+    if name == "cpu" and device.type != "cpu":
+        raise InputError(f"the cpu rasterizer renders on the CPU, not on {device.type}")
     return name
 
 
@@ -107,7 +123,36 @@ def render_fn(name: str) -> Callable[..., Render]:
         from . import raster_gsplat
 
         return raster_gsplat.render
+    if name == "cpu":
+        from . import raster_cpu
+
+        return raster_cpu.render
     return raster_torch.render
+
+
+def render_step(name: str, g: Gaussians, camera: Camera, background: torch.Tensor,
+                sh_degree: int) -> tuple[Render, dict[str, Any]]:
+    """One training view and the `info` its densification strategy reads (gsplat's own for gsplat,
+    the same keys in gsplat's packed form for the others)."""
+    if name == "gsplat":
+        from .raster_gsplat import render_batch
+
+        renders, info = render_batch(g, [camera], background, sh_degree=sh_degree)
+        return renders[0], info
+    out = render_fn(name)(g, camera, background, sh_degree=sh_degree)
+    return out, {"means2d": out.means2d, "gaussian_ids": out.visible, "radii": out.radii,
+                 "width": camera.width, "height": camera.height, "n_cameras": 1}
+
+
+def make_strategy(config: FitConfig, raster: str):  # type: ignore[no-untyped-def]
+    """The densification strategy (gsplat's protocol), or None without densification."""
+    if not config.densify:
+        return None
+    if raster == "gsplat":
+        from .strategy_gsplat import strategy
+
+        return strategy(config.densify_config)
+    return CloneSplitPrune(config.densify_config, config.seed)
 
 
 def to_params(g: Gaussians) -> dict[str, torch.Tensor]:
@@ -177,14 +222,15 @@ def _optimizers(params: dict[str, torch.Tensor], config: FitConfig) -> dict[str,
 
 
 def fit(gaussians: Gaussians, views: FitViews, config: FitConfig | None = None,
-        progress: Progress = no_progress, stage: str = "fitting Gaussians") -> FitResult:
-    """Optimize `gaussians` to reproduce `views`; returns the fitted Gaussians (detached, CPU)."""
+        progress: Progress = no_progress, stage: str = "fitting Gaussians",
+        heldout: FitViews | None = None) -> FitResult:
+    """Optimize `gaussians` to reproduce `views`; returns the fitted Gaussians (detached, CPU).
+    With `heldout` views (not trained on) the fit stops early once their loss stops falling."""
     config = config or FitConfig()
     if config.iterations < 1:
         raise InputError("fitting needs at least one iteration")
     device = pick_device(config.device)
     raster = pick_rasterizer(config.rasterizer, device)
-    render = render_fn(raster)
     torch.manual_seed(config.seed)
     rng = random.Random(config.seed)
     h, w = views.images.shape[1:3]
@@ -196,40 +242,26 @@ def fit(gaussians: Gaussians, views: FitViews, config: FitConfig | None = None,
     decay = 0.01 ** (1.0 / max(config.iterations, 1))
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizers["means"], gamma=decay)
     loss_fn = ImageLoss(config, h, w, device)
-    strategy, gs_state = None, None
-    if config.densify and raster == "gsplat":
-        from gsplat import DefaultStrategy
-
-        d = config.densify_config
-        strategy = DefaultStrategy(refine_start_iter=d.refine_start, refine_stop_iter=d.refine_stop,
-                                   refine_every=d.refine_every, reset_every=d.reset_every, grow_grad2d=d.grow_grad2d,
-                                   grow_scale3d=d.grow_scale3d, prune_opa=d.prune_opacity, prune_scale3d=d.prune_scale3d)
+    strategy = make_strategy(config, raster)
+    state: dict[str, Any] = {}
+    if strategy is not None:
         strategy.check_sanity(params, optimizers)
-        gs_state = strategy.initialize_state(scene_scale=config.scene_scale)
-    elif config.densify:
-        strategy = CloneSplitPrune(config.densify_config, config.scene_scale, config.seed)
+        state = strategy.initialize_state(scene_scale=config.scene_scale)
+    stopper = None if heldout is None else EarlyStop(config, heldout, loss_fn, raster, device)
     history: list[float] = []
-    edits = {"cloned": 0, "split": 0, "pruned": 0}
     order: list[int] = []
     start = time.perf_counter()
+    step = 0
     for step in range(1, config.iterations + 1):
         if not order:
             order = list(range(len(views.cameras)))
             rng.shuffle(order)
         view = order.pop()
         degree = min(config.sh_degree, (step - 1) // max(config.sh_increase_every, 1))
-        g = from_params(params)
-        if raster == "gsplat":
-            from .raster_gsplat import render_with_info
-
-            out, info = render_with_info(g, views.cameras[view], bg, sh_degree=degree)
-        else:
-            out, info = render(g, views.cameras[view], bg, sh_degree=degree), None
+        out, info = render_step(raster, from_params(params), views.cameras[view], bg, degree)
         loss = loss_fn(out, images[view], None if masks is None else masks[view])
-        if isinstance(strategy, CloneSplitPrune):
-            strategy.step_pre_backward(out)
-        elif strategy is not None:
-            strategy.step_pre_backward(params, optimizers, gs_state, step, info)
+        if strategy is not None:
+            strategy.step_pre_backward(params, optimizers, state, step, info)
         loss.backward()
         value = loss.detach().item()
         if not math.isfinite(value):
@@ -239,15 +271,49 @@ def fit(gaussians: Gaussians, views: FitViews, config: FitConfig | None = None,
             opt.step()
             opt.zero_grad(set_to_none=True)
         scheduler.step()
-        if isinstance(strategy, CloneSplitPrune):
-            for key, value in strategy.step_post_backward(params, optimizers, step, out, w, h).items():
-                edits[key] += value
-        elif strategy is not None:
-            strategy.step_post_backward(params, optimizers, gs_state, step, info, packed=False)
+        if strategy is not None:  # after the optimizer step, as gsplat's trainer does
+            strategy.step_post_backward(params, optimizers, state, step, info, packed=raster != "gsplat")
+        if stopper is not None and stopper.should_stop(step, from_params(params), degree):
+            progress(1.0, stage)
+            break
         progress(step / config.iterations, stage)
     seconds = time.perf_counter() - start
     result = from_params(params).detach().to("cpu")
-    return FitResult(result, config.iterations, seconds, raster, loss_fn.terms, history, edits)
+    return FitResult(result, step, seconds, raster, loss_fn.terms, history, dict(state.get("edits", new_edits())),
+                     [] if stopper is None else stopper.history, stopper is not None and stopper.stopped)
+
+
+class EarlyStop:
+    """Held-out loss every `eval_every` iterations; stop after `patience` evaluations without a
+    `min_improvement` relative gain over the best (not before `min_fraction` of the run)."""
+
+    def __init__(self, config: FitConfig, heldout: FitViews, loss_fn: ImageLoss, raster: str,
+                 device: torch.device) -> None:
+        self.config, self.heldout, self.loss_fn = config, heldout, loss_fn
+        self.render = render_fn(raster)
+        self.images = heldout.images.to(device)
+        self.masks = None if heldout.masks is None else heldout.masks.to(device)
+        self.bg = torch.tensor(heldout.background, dtype=torch.float32, device=device)
+        self.every = config.eval_every or max(config.iterations // 20, 1)
+        self.best, self.waited, self.stopped = math.inf, 0, False
+        self.history: list[tuple[int, float]] = []
+
+    @torch.no_grad()
+    def should_stop(self, step: int, g: Gaussians, sh_degree: int) -> bool:
+        if step % self.every:
+            return False
+        losses = [self.loss_fn(self.render(g, cam, self.bg, sh_degree=sh_degree), self.images[i],
+                               None if self.masks is None else self.masks[i]).item()
+                  for i, cam in enumerate(self.heldout.cameras)]
+        value = sum(losses) / len(losses)
+        self.history.append((step, value))
+        if value < self.best * (1.0 - self.config.min_improvement):
+            self.best, self.waited = value, 0
+        else:
+            self.best = min(self.best, value)
+            self.waited += 1
+        self.stopped = step >= self.config.min_fraction * self.config.iterations and self.waited >= self.config.patience
+        return self.stopped
 
 
 @torch.no_grad()
@@ -255,10 +321,17 @@ def render_views(gaussians: Gaussians, cameras: Sequence[Camera], background: tu
                  rasterizer: str = "auto", device: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
     """Images (N, H, W, 3) and alphas (N, H, W) of the Gaussians from each camera (CPU tensors)."""
     dev = pick_device(device)
-    render = render_fn(pick_rasterizer(rasterizer, dev))
+    raster = pick_rasterizer(rasterizer, dev)
     g = gaussians.to(dev)
     bg = torch.tensor(background, dtype=torch.float32, device=dev)
-    outs = [render(g, cam, bg) for cam in cameras]
+    if raster == "gsplat":  # batches of cameras [C, 4, 4] per gsplat call
+        from .raster_gsplat import render_batch
+
+        outs = [r for i in range(0, len(cameras), GSPLAT_BATCH)
+                for r in render_batch(g, cameras[i:i + GSPLAT_BATCH], bg)[0]]
+    else:
+        render = render_fn(raster)
+        outs = [render(g, cam, bg) for cam in cameras]
     return torch.stack([o.color.cpu() for o in outs]), torch.stack([o.alpha.cpu() for o in outs])
 
 

@@ -5,7 +5,7 @@ toolkit); it is installed on GPU machines only: pip install gsplat==1.5.3.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -28,38 +28,49 @@ def available() -> bool:
     return True
 
 
-def camera_matrices(camera: Camera, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """gsplat's viewmat (world-to-camera, OpenCV axes: +Z forward, +Y down) and intrinsics K."""
-    viewmat = np.diag([1.0, -1.0, -1.0, 1.0]) @ camera.w2c()
-    k = np.array([[camera.fx, 0.0, camera.cx], [0.0, camera.fy, camera.cy], [0.0, 0.0, 1.0]])
-    return (torch.as_tensor(viewmat, dtype=torch.float32, device=device)[None],
-            torch.as_tensor(k, dtype=torch.float32, device=device)[None])
+def camera_matrices(cameras: Sequence[Camera], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """gsplat's batched viewmats [C, 4, 4] (world-to-camera, OpenCV axes: +Z forward, +Y down) and
+    intrinsics Ks [C, 3, 3]."""
+    flip = np.diag([1.0, -1.0, -1.0, 1.0])
+    viewmats = np.stack([flip @ c.w2c() for c in cameras])
+    ks = np.stack([np.array([[c.fx, 0.0, c.cx], [0.0, c.fy, c.cy], [0.0, 0.0, 1.0]]) for c in cameras])
+    return (torch.as_tensor(viewmats, dtype=torch.float32, device=device),
+            torch.as_tensor(ks, dtype=torch.float32, device=device))
 
 
-def render_with_info(g: Gaussians, camera: Camera, background: tuple[float, float, float] | torch.Tensor = (1.0, 1.0, 1.0),
-                     sh_degree: int | None = None, absgrad: bool = False) -> tuple[Render, dict[str, Any]]:
-    """Render one view with gsplat; also returns gsplat's `info` (for its densification strategy)."""
+def render_batch(g: Gaussians, cameras: Sequence[Camera], background: tuple[float, float, float] | torch.Tensor = (1.0, 1.0, 1.0),
+                 sh_degree: int | None = None, absgrad: bool = False) -> tuple[list[Render], dict[str, Any]]:
+    """Render C views of one size in one gsplat call; also returns gsplat's `info` (batched [C, N, ...],
+    what its densification strategies read)."""
     try:
         from gsplat import rasterization
     except ImportError:
         raise InputError(f"the gsplat rasterizer is not installed: pip install gsplat=={GSPLAT_VERSION}") from None
     if g.device.type != "cuda":
         raise InputError("the gsplat rasterizer needs the Gaussians on a CUDA device")
-    viewmat, k = camera_matrices(camera, g.device)
+    if not cameras:
+        raise InputError("no cameras to render")
+    width, height = cameras[0].width, cameras[0].height
+    if any((c.width, c.height) != (width, height) for c in cameras):
+        raise InputError("gsplat renders a batch of cameras of one image size")
+    viewmats, ks = camera_matrices(cameras, g.device)
     degree = g.sh_degree if sh_degree is None else min(sh_degree, g.sh_degree)
     colors, alphas, info = rasterization(
-        g.means, g.quats, g.scales(), g.opacities(), g.sh, viewmat, k, camera.width, camera.height,
+        g.means, g.quats, g.scales(), g.opacities(), g.sh, viewmats, ks, width, height,
         near_plane=NEAR_PLANE, eps2d=EPS_2D, sh_degree=degree, packed=False, render_mode="RGB+D",
         absgrad=absgrad, rasterize_mode="classic")
     bg = torch.as_tensor(background, dtype=torch.float32, device=g.device).reshape(3)
-    alpha = alphas[0, ..., 0]
-    color = colors[0, ..., :3] + (1.0 - alpha)[..., None] * bg
-    radii = info["radii"][0]
-    radii = radii.max(-1).values if radii.ndim == 2 else radii
-    visible = torch.nonzero(radii > 0)[:, 0]
-    return Render(color, alpha, colors[0, ..., 3], info["means2d"][0][visible], visible, radii[visible].float()), info
+    renders = []
+    for c in range(len(cameras)):
+        alpha = alphas[c, ..., 0]
+        radii = info["radii"][c]
+        radii = radii.max(-1).values if radii.ndim == 2 else radii  # 1.5.x: [N, 2] per axis
+        visible = torch.nonzero(radii > 0)[:, 0]
+        renders.append(Render(colors[c, ..., :3] + (1.0 - alpha)[..., None] * bg, alpha, colors[c, ..., 3],
+                              info["means2d"][c][visible], visible, radii[visible].float()))
+    return renders, info
 
 
 def render(g: Gaussians, camera: Camera, background: tuple[float, float, float] | torch.Tensor = (1.0, 1.0, 1.0),
            sh_degree: int | None = None) -> Render:
-    return render_with_info(g, camera, background, sh_degree)[0]
+    return render_batch(g, [camera], background, sh_degree)[0][0]

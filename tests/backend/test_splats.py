@@ -106,7 +106,8 @@ def test_gradients_are_finite_and_match_finite_differences():
     assert tensors["means"].grad.abs().sum() > 0 and tensors["opacity_logits"].grad.abs().sum() > 0
 
 
-def test_fitting_a_few_gaussians_lowers_the_loss_tenfold():
+@pytest.mark.parametrize("rasterizer", ["torch", "cpu"])
+def test_fitting_a_few_gaussians_lowers_the_loss_tenfold(rasterizer):
     target = tiny_scene(dtype=torch.float32, n=6, seed=5).with_sh_degree(0)
     cams = [camera(32, eye=(1.5 * math.sin(a), 0.3, 1.5 * math.cos(a))) for a in np.linspace(0, 2 * math.pi, 6, endpoint=False)]
     images, alphas = render_views(target, cams, (1.0, 1.0, 1.0), rasterizer="torch", device="cpu")
@@ -121,7 +122,7 @@ def test_fitting_a_few_gaussians_lowers_the_loss_tenfold():
         return float((rendered - images).abs().mean())
 
     before = loss(start)
-    config = FitConfig(iterations=300, sh_degree=0, densify=False, device="cpu", rasterizer="torch",
+    config = FitConfig(iterations=300, sh_degree=0, densify=False, device="cpu", rasterizer=rasterizer,
                        lr_means=2e-3, lr_sh0=2e-2, lr_opacities=5e-2, lr_scales=1e-2, lr_quats=5e-3)
     calls = []
     result = fit(start, views, config, progress=lambda f, s: calls.append(f))
@@ -129,6 +130,71 @@ def test_fitting_a_few_gaussians_lowers_the_loss_tenfold():
     assert before / after >= 10, (before, after)
     assert calls[-1] == pytest.approx(1.0) and len(calls) == 300
     assert result.losses == ["l1", "ssim", "mask"]
+    assert result.rasterizer == rasterizer and result.iterations == 300 and not result.stopped_early
+
+
+def test_fit_stops_early_when_the_heldout_loss_stalls():
+    target = tiny_scene(dtype=torch.float32, n=6, seed=5).with_sh_degree(0)
+    cams = [camera(24, eye=(1.5 * math.sin(a), 0.3, 1.5 * math.cos(a))) for a in np.linspace(0, 2 * math.pi, 7, endpoint=False)]
+    images, alphas = render_views(target, cams, rasterizer="cpu", device="cpu")
+    train = FitViews(cams[:5], images[:5], alphas[:5])
+    held = FitViews(cams[5:], images[5:], alphas[5:])
+    start = Gaussians(target.means + 0.03, target.log_scales, target.quats, target.opacity_logits, target.sh)
+    config = FitConfig(iterations=2000, sh_degree=0, densify=False, device="cpu", eval_every=20, patience=2,
+                       min_improvement=0.05, lr_means=2e-3, lr_sh0=2e-2)
+    result = fit(start, train, config, heldout=held)
+    assert result.stopped_early and result.iterations < 2000
+    assert result.iterations >= 0.3 * 2000  # not before min_fraction of the run
+    steps = [s for s, _ in result.heldout]
+    assert steps == list(range(20, result.iterations + 1, 20))
+    first, last = result.heldout[0][1], min(v for _, v in result.heldout)
+    assert last < first  # it did improve before stalling
+
+
+def test_densification_keeps_to_the_budget_growing_the_highest_gradients_first():
+    g = from_points(np.random.default_rng(1).normal(size=(30, 3)).astype(np.float32) * 0.2, sh_degree=0, opacity=0.5)
+    params = to_params(g)
+    params["scales"].data[:] = math.log(0.001)  # all small: clones
+    optimizers = {k: torch.optim.Adam([p], lr=1e-3) for k, p in params.items()}
+    strategy = CloneSplitPrune(DensifyConfig(refine_start=0, refine_every=1, grow_grad2d=0.0, max_gaussians=36))
+    state = strategy.initialize_state(scene_scale=1.0)
+    means2d = torch.zeros(30, 2, requires_grad=True)
+    means2d.grad = torch.arange(30, dtype=torch.float32)[:, None].repeat(1, 2)  # Gaussian i has gradient ~ i
+    info = {"means2d": means2d, "gaussian_ids": torch.arange(30), "width": 32, "height": 32, "n_cameras": 1}
+    before = params["means"].detach().clone()
+    strategy.step_post_backward(params, optimizers, state, 1, info)
+    assert state["edits"]["cloned"] == 6 and len(params["means"]) == 36
+    torch.testing.assert_close(params["means"][30:], before[24:])  # the clones are of the top 6 gradients
+
+
+def test_gsplat_strategy_keeps_to_the_budget_and_reports_its_edits():
+    """gsplat's DefaultStrategy (plain torch code, but gsplat is installed on CUDA machines only)."""
+    pytest.importorskip("gsplat", reason="gsplat is installed on CUDA machines only (pip install gsplat==1.5.3)")
+    from backend.splats.strategy_gsplat import strategy as gsplat_strategy
+
+    g = from_points(np.random.default_rng(2).normal(size=(50, 3)).astype(np.float32) * 0.2, sh_degree=1, opacity=0.5)
+    params = to_params(g)
+    params["scales"].data[:25] = math.log(0.001)  # small: duplicated
+    params["scales"].data[25:] = math.log(0.05)  # large: split
+    params["opacities"].data[-3:] = -10.0  # transparent: pruned
+    optimizers = {k: torch.optim.Adam([p], lr=1e-3) for k, p in params.items()}
+    loss = sum(p.sum() for p in params.values())
+    loss.backward()
+    for opt in optimizers.values():
+        opt.step()
+    s = gsplat_strategy(DensifyConfig(refine_start=0, refine_every=1, grow_grad2d=0.0, max_gaussians=60))
+    state = s.initialize_state(scene_scale=1.0)
+    means2d = torch.zeros(1, 50, 2, requires_grad=True)  # gsplat's unpacked [C, N, 2]
+    means2d.grad = torch.linspace(1, 2, 50)[None, :, None].repeat(1, 1, 2)
+    info = {"means2d": means2d, "radii": torch.ones(1, 50, 2, dtype=torch.int32), "gaussian_ids": None,
+            "width": 32, "height": 32, "n_cameras": 1}
+    s.step_post_backward(params, optimizers, state, 1, info, packed=False)
+    edits = state["edits"]
+    assert edits["cloned"] + edits["split"] == 10  # the room under the budget of 60
+    assert edits["split"] == 10  # the large ones have the highest gradients
+    # the 3 transparent ones have the highest gradients, so they were split first: 6 pruned
+    assert edits["pruned"] == 6 and len(params["means"]) == 60 - 6
+    assert all(optimizers[k].param_groups[0]["params"][0] is p for k, p in params.items())
 
 
 def test_fit_stops_when_progress_cancels():
@@ -157,12 +223,13 @@ def test_clone_split_prune_keeps_optimizer_state_in_step():
     loss.backward()
     for opt in optimizers.values():
         opt.step()
-    strategy = CloneSplitPrune(DensifyConfig(refine_start=0, refine_every=1, grow_grad2d=0.0), scene_scale=1.0)
-    visible = torch.arange(40)
+    strategy = CloneSplitPrune(DensifyConfig(refine_start=0, refine_every=1, grow_grad2d=0.0))
+    state = strategy.initialize_state(scene_scale=1.0)
     means2d = torch.zeros(40, 2, requires_grad=True)
     means2d.grad = torch.ones(40, 2)
-    render = raster_torch.Render(torch.zeros(1), torch.zeros(1), torch.zeros(1), means2d, visible, torch.ones(40))
-    edits = strategy.step_post_backward(params, optimizers, 1, render, 32, 32)
+    info = {"means2d": means2d, "gaussian_ids": torch.arange(40), "width": 32, "height": 32, "n_cameras": 1}
+    strategy.step_post_backward(params, optimizers, state, 1, info)
+    edits = state["edits"]
     # the 5 transparent ones are small, so they are cloned before the prune removes them and their clones
     assert edits == {"cloned": 20, "split": 20, "pruned": 10}
     n = 40 + 20 + 20 - 10  # clones added, each split replaced by two, transparent ones removed
