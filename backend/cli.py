@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from . import pipelines
+from . import pipelines, threads
 from .errors import OrbitexError
 from .progress import BarProgress
 
@@ -34,8 +34,12 @@ def build_parser(verb: str | None) -> argparse.ArgumentParser:
         else:
             module = pipelines.load(name)
             help_text = (module.__doc__ or name).strip().splitlines()[0]
-        module.add_arguments(verbs.add_parser(name, help=help_text, description=module.__doc__,
-                                              formatter_class=argparse.RawDescriptionHelpFormatter))
+        sub = verbs.add_parser(name, help=help_text, description=module.__doc__,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(sub)
+        if name not in TOOLS:
+            sub.add_argument("--threads", type=int, default=0,
+                             help="CPU threads for torch, OpenCV, numba and BLAS (default 0: the cores that are free)")
     return parser
 
 
@@ -45,6 +49,7 @@ def run_pipeline(name: str, args: argparse.Namespace) -> int:
     inputs = {role: Path(getattr(args, role)) for role in roles if getattr(args, role, None) is not None}
     fields = set(module.Params.__dataclass_fields__)
     params = pipelines.parse_params(module.Params, {k: v for k, v in vars(args).items() if k in fields and v is not None})
+    threads.configure(args.threads)
     bar = BarProgress()
     try:
         results = module.run(inputs, params, Path(args.out), bar)

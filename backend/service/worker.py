@@ -22,6 +22,7 @@ from typing import Any
 
 from ..errors import Cancelled, OrbitexError
 from ..pipelines import parse_params
+from ..threads import configure as configure_threads
 from . import registry
 from .layout import DataLayout
 from .store import Job, JobStore
@@ -74,8 +75,9 @@ def collect_results(results: dict[str, Any], results_dir: Path, progress: JobPro
     return entries
 
 
-def run_job(store: JobStore, layout: DataLayout, job: Job, worker: str) -> str:
-    """Run one claimed job to its end state; returns that state."""
+def run_job(store: JobStore, layout: DataLayout, job: Job, worker: str, threads: int = 0) -> str:
+    """Run one claimed job to its end state; returns that state. `threads`: CPU threads for the job
+    (0: the cores free when it starts)."""
     job_dir = layout.job_dir(job.id)
     results_dir = job_dir / "results"
     if results_dir.exists():
@@ -84,6 +86,7 @@ def run_job(store: JobStore, layout: DataLayout, job: Job, worker: str) -> str:
     progress = JobProgress(store, job.id, worker)
     try:
         progress(0.0, "starting")
+        configure_threads(threads)
         module = registry.load(job.type)
         params = parse_params(module.Params, job.params)
         inputs = {role: job_dir / "inputs" / info["file"] for role, info in job.inputs.items()}
@@ -116,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m backend.service.worker")
     parser.add_argument("--data", required=True, type=Path)
     parser.add_argument("--worker-id", required=True)
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads per job (default 0: the cores that are free)")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when this process ends (stdin EOF)
     layout = DataLayout(args.data)
@@ -128,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             wake.wait(IDLE_POLL_S)
             wake.clear()
             continue
-        state = run_job(store, layout, job, args.worker_id)
+        state = run_job(store, layout, job, args.worker_id, args.threads)
         print(f"job {job.id} ({job.type}): {state}", flush=True)
 
 

@@ -1,0 +1,64 @@
+"""How many CPU threads a job uses: the one place that decides it, for torch, OpenCV, numba and the
+BLAS/OpenMP pools under numpy and scipy. The CLI and the service's worker call `configure` before
+every pipeline run.
+
+Why: on a small shared machine, libraries that each start one thread per core fight over the cores
+whenever anything else runs (OpenMP threads spin waiting for each other), and a job slows down 3x
+instead of sharing. So a job takes the cores it may use (the process's CPU affinity) minus those
+other processes keep busy (the 1-minute load average, which counts them), at least one; or exactly
+`--threads` when given.
+"""
+from __future__ import annotations
+
+import math
+import os
+
+from .errors import InputError
+
+_blas_limits = None  # threadpoolctl's limiter, kept so the limit lasts
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its affinity mask; all of them where that is unknown)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def free_cores(cores: int | None = None) -> int:
+    """Cores not kept busy by other processes: usable cores minus the 1-minute load, at least one."""
+    cores = usable_cores() if cores is None else cores
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        return cores
+    return max(1, min(cores, math.floor(cores - load + 0.5)))
+
+
+def configure(threads: int | None = None) -> int:
+    """Set every thread pool to `threads` (None or 0: `free_cores()`); returns the number used."""
+    global _blas_limits
+    if threads is not None and threads < 0:
+        raise InputError(f"--threads must be positive (or 0 for what is free), got {threads}")
+    n = free_cores() if not threads else min(int(threads), usable_cores())
+    # runtime calls, not OMP_NUM_THREADS & co: those are read once at load and would cap later jobs
+    import torch
+
+    torch.set_num_threads(n)
+    try:
+        import cv2
+
+        cv2.setNumThreads(n)
+    except ImportError:
+        pass
+    try:
+        import numba
+
+        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    except ImportError:
+        pass
+    from threadpoolctl import threadpool_limits
+
+    _blas_limits = threadpool_limits(limits=n)
+    return n
