@@ -43,6 +43,7 @@ OPTIONAL_INPUTS = {
 }
 BACKGROUND = (1.0, 1.0, 1.0)
 SUBJECT_FILL = 0.7  # the subject's larger side, as a fraction of the frame, in the orbit views
+HELDOUT_ROTATION_DEG = 180.0 / (1 + 5 ** 0.5)  # held-out lattice turned between the training cameras
 
 
 @dataclass
@@ -50,9 +51,9 @@ class Params:
     views: int = 64  # cameras to fit to (the image path rounds up to a frame count the video model makes)
     size: int = 256  # image size of the views the Gaussians are fitted to
     rounds: int = 2  # IM-3D refinement rounds (image path)
-    iterations: int = 2000  # fitting iterations of the first fit; each refit uses half
+    iterations: int = 1000  # fitting iterations of the first fit (at most: a mesh fit stops early); each refit uses half
     gaussians: int = 20000  # initial Gaussians (densification adds and removes)
-    max_gaussians: int = 200000  # densification stops growing the model here
+    max_gaussians: int = 60000  # densification stops growing the model here (a preview's budget)
     sh_degree: int = 3
     strength: float = 0.5  # noise strength of the first refinement round (later rounds use less)
     model: str = "wan2.1-i2v-14b-480p"  # orbit video model (registry name), image path
@@ -282,20 +283,30 @@ def _from_mesh(path: Path, params: Params, ply: Path, side: Path, progress: Prog
         raise InputError(f"{path.name}: the mesh has no base-colour texture on a UV map, so there is nothing to "
                          "fit; give an image of the subject too (--image) to reconstruct a white mesh")
     cameras = sphere_cameras(params.views, params.size)
+    held_cameras = sphere_cameras(heldout_count(params.views), params.size, rotation_deg=HELDOUT_ROTATION_DEG)
     progress(0.0, "rendering the textured mesh")
     images, masks = render_mesh_views(mesh, texture, cameras)
+    held_images, held_masks = render_mesh_views(mesh, texture, held_cameras)
     init = from_mesh(mesh, params.gaussians, texture_color_fn(mesh, texture), params.sh_degree, seed=params.seed)
     result = fit(init, FitViews(cameras, images, masks, BACKGROUND), fit_config(params, params.iterations),
-                 sub_progress(progress, 0.1, 0.97))
+                 sub_progress(progress, 0.1, 0.97),
+                 heldout=FitViews(held_cameras, held_images, held_masks, BACKGROUND))
     rendered, _ = render_views(result.gaussians, cameras, BACKGROUND, device=params.device)
-    quality = psnr(rendered, images)
+    held_rendered, _ = render_views(result.gaussians, held_cameras, BACKGROUND, device=params.device)
     write_ply(result.gaussians.transformed(1.0 / norm.scale, norm.center), ply)
     _preview(rendered, side / "preview.png")
     progress(1.0, "done")
     return {"source": "mesh", "gaussians": len(result.gaussians), "iterations": result.iterations,
-            "fit_seconds": round(result.seconds, 2), "training_psnr_db": round(quality, 2),
+            "stopped_early": result.stopped_early, "fit_seconds": round(result.seconds, 2),
+            "training_psnr_db": round(psnr(rendered, images), 2),
+            "heldout_psnr_db": round(psnr(held_rendered, held_images), 2), "heldout_views": len(held_cameras),
             "losses": result.losses, "rasterizer": result.rasterizer, "densification": result.edits,
             "mesh_views": rasterizer_report(), "frame": "the mesh file's coordinates"}
+
+
+def heldout_count(views: int) -> int:
+    """Views rendered besides the training ones, to stop the fit when they stop improving."""
+    return max(2, views // 8)
 
 
 def _from_image(image_path: Path, mesh_path: Path | None, params: Params, ply: Path, side: Path,
