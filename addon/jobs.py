@@ -176,7 +176,7 @@ def run_blocking(job: Job, client: BackendClient, apply: Apply, timeout: float =
 @dataclass
 class Tracked:
     job: Job
-    client: BackendClient
+    client: BackendClient | None  # None until a starting backend answers (see session.track)
     apply: Apply
 
 
@@ -186,7 +186,7 @@ class JobBoard:
     def __init__(self) -> None:
         self._entries: list[Tracked] = []
 
-    def add(self, job: Job, client: BackendClient, apply: Apply) -> Job:
+    def add(self, job: Job, client: BackendClient | None, apply: Apply) -> Job:
         self._entries.append(Tracked(job, client, apply))
         return job
 
@@ -199,15 +199,16 @@ class JobBoard:
     def any_active(self) -> bool:
         return any(e.job.active for e in self._entries)
 
-    def step_all(self) -> None:
-        for entry in self._entries:
-            if entry.job.active:
-                step(entry.job, entry.client, entry.apply)
+    def active(self) -> list[Tracked]:
+        return [e for e in self._entries if e.job.active]
 
     def cancel(self, job_id: str) -> Job | None:
         entry = self.get(job_id)
         if entry is not None:
-            request_cancel(entry.job, entry.client)
+            if entry.client is None:
+                entry.job.cancel_requested = True  # not submitted yet: it ends at its first step
+            else:
+                request_cancel(entry.job, entry.client)
         return entry.job if entry else None
 
     def clear_finished(self) -> list[Job]:

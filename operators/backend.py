@@ -12,7 +12,17 @@ class ORBITEX_OT_backend_start(bpy.types.Operator):
     bl_label = "Start / Check Backend"
     bl_description = "Start the local backend, or check that the remote one answers"
 
+    def invoke(self, context, event):
+        """From the UI: start or check on a worker thread; the Backend panel shows the outcome."""
+        try:
+            session.start_in_background()
+        except BackendError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        return {"FINISHED"}
+
     def execute(self, context):
+        """Scripts, background mode, tests: start or check and wait for the answer."""
         try:
             client = session.connect()
         except BackendError as exc:

@@ -147,7 +147,7 @@ class BakeOptions:
                              self.views_frame, staging)
 
 
-def submit_bakes(options: BakeOptions, context, objects) -> tuple[Submitted, BackendClient]:  # type: ignore[no-untyped-def]
+def submit_bakes(options: BakeOptions, context, objects) -> tuple[Submitted, BackendClient | None]:  # type: ignore[no-untyped-def]
     """One bake job per object from one view set, made (and checked) before the backend is
     contacted or anything exported."""
     staging = new_work_dir()
@@ -171,7 +171,7 @@ class ORBITEX_OT_bake_from_cameras(BakeOptions, SubmitsPerObject, bpy.types.Oper
     bl_label = "Bake from Cameras"
     bl_description = ("Bake the selected meshes from posed images (scene cameras and their images, or a view-set "
                       "folder) on the Orbitex backend; each result becomes a new material on the object itself")
-    bl_options = {"REGISTER", "UNDO"}
+    bl_options = {"UNDO"}  # no REGISTER: a Redo-panel tweak must not submit (and wait for) new jobs
     job_word, done_word = "bake", "baked"
 
     @classmethod

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import bpy
 from bpy.props import EnumProperty, StringProperty
 
+from ..addon import session
 from ..addon.jobs import Job, step
 from .bake_from_cameras import BakeOptions, submit_bakes
 from .job_submit import SubmitError
@@ -76,10 +77,14 @@ class ORBITEX_OT_batch_collection(TextureOptions, BakeOptions, bpy.types.Operato
     bl_label = "Batch Collection"
     bl_description = ("Texture or bake every mesh of a collection on the Orbitex backend, one job per mesh; "
                       "a failure does not stop the others")
-    bl_options = {"REGISTER", "UNDO"}
+    bl_options = {"UNDO"}  # no REGISTER: a Redo-panel tweak must not submit the whole batch again
 
     collection: StringProperty(name="Collection", description="The collection whose meshes are processed")
     mode: EnumProperty(name="Job", items=MODES, default="TEXTURE")
+
+    @classmethod
+    def poll(cls, context):
+        return len(bpy.data.collections) > 0
 
     def _start(self, context) -> tuple[Batch, object]:  # type: ignore[no-untyped-def]
         collection = bpy.data.collections.get(self.collection)
@@ -109,7 +114,8 @@ class ORBITEX_OT_batch_collection(TextureOptions, BakeOptions, bpy.types.Operato
     def invoke(self, context, event):
         """From the UI: submit every mesh's job and return; the timer steps them, the panel shows progress."""
         try:
-            batch, client = self._start(context)
+            with session.ui_call():
+                batch, client = self._start(context)
         except SubmitError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
@@ -147,9 +153,11 @@ class ORBITEX_OT_cancel_batch(bpy.types.Operator):
     bl_label = "Cancel Batch"
     bl_description = "Stop every unfinished job of the latest batch; finished results stay applied"
 
-    def execute(self, context):
-        from ..addon import session
+    @classmethod
+    def poll(cls, context):
+        return bool(batches) and batches[-1].active
 
+    def execute(self, context):
         if not batches or not batches[-1].active:
             self.report({"ERROR"}, "no Orbitex batch is running")
             return {"CANCELLED"}

@@ -84,7 +84,7 @@ def apply_completion(job: Job) -> None:
     job.message = report_summary(report, job.target, added) or f"added {', '.join(map(repr, added.values()))} (no report)"
 
 
-def submit(obj: bpy.types.Object, params: dict, world_direction: Vector | None) -> tuple[Job, BackendClient]:
+def submit(obj: bpy.types.Object, params: dict, world_direction: Vector | None) -> tuple[Job, BackendClient | None]:
     client = connect()
     work_dir = new_work_dir()
     try:
@@ -119,7 +119,8 @@ def start_all(objects, params: dict, world_direction: Vector | None) -> tuple[li
     jobs, errors = [], []
     for obj in objects:
         try:
-            job, client = submit(obj, params, world_direction)
+            with session.ui_call():
+                job, client = submit(obj, params, world_direction)
         except SubmitError as exc:
             errors.append(str(exc))
             continue
@@ -148,6 +149,10 @@ class ORBITEX_OT_complete_back(bpy.types.Operator):
                       "backend; each completed mesh is a new object beside its scan, which is left unchanged")
     # No REGISTER: an "Adjust Last Operation" redo would submit the job again.
     bl_options = {"UNDO"}
+
+    @classmethod
+    def poll(cls, context):  # scans come from the selection, or from a collection chosen in the dialog
+        return bool(context.selected_objects) or len(bpy.data.collections) > 0
 
     collection: StringProperty(name="Collection", description="Complete every scan in this collection "
                                                               "(empty: the selected objects)")

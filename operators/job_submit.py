@@ -19,7 +19,8 @@ __all__ = ["SubmitError", "connect", "new_work_dir", "first_step", "placement", 
            "placed_collections"]
 
 
-def connect() -> BackendClient:
+def connect() -> BackendClient | None:
+    """session.connect(): None on the UI path while the local backend starts (see session.ui_call)."""
     try:
         return session.connect()
     except BackendError as exc:
@@ -30,8 +31,11 @@ def new_work_dir() -> Path:
     return Path(tempfile.mkdtemp(prefix="orbitex-job-"))
 
 
-def first_step(job: Job, client: BackendClient, apply: Apply) -> None:
-    """Submit `job`; on refusal remove its work folder and raise SubmitError with the backend's reason."""
+def first_step(job: Job, client: BackendClient | None, apply: Apply) -> None:
+    """Submit `job`; on refusal remove its work folder and raise SubmitError with the backend's reason.
+    Without a client (the local backend is starting) the job stays new: the timer submits it."""
+    if client is None:
+        return
     step(job, client, apply)
     if not job.active and job.state != "done":
         shutil.rmtree(job.work_dir, ignore_errors=True)

@@ -12,6 +12,10 @@ class JobOperator:
 
     job_id: StringProperty(name="Job", description="Local id of the job (as listed in the Jobs panel)")
 
+    @classmethod
+    def poll(cls, context):
+        return bool(session.board.jobs())
+
     def no_such_job(self) -> set[str]:
         """Report that `job_id` names no job of this session; returns the operator's result."""
         self.report({"ERROR"}, f"no Orbitex job {self.job_id!r} in this session")
@@ -37,6 +41,10 @@ class ORBITEX_OT_clear_jobs(bpy.types.Operator):
     bl_idname = "orbitex.clear_jobs"
     bl_label = "Clear Finished Jobs"
     bl_description = "Remove ended jobs from the list (applied results stay in the file)"
+
+    @classmethod
+    def poll(cls, context):
+        return any(not job.active for job in session.board.jobs())
 
     def execute(self, context):
         session.board.clear_finished()

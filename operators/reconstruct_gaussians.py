@@ -117,7 +117,7 @@ def report_summary(path: Path | None) -> str:
     return ", ".join(p for p in parts if p) or "no figures"
 
 
-def submit(source: Source, settings: Settings) -> tuple[Job, BackendClient]:
+def submit(source: Source, settings: Settings) -> tuple[Job, BackendClient | None]:
     """Export the source, submit the job (its first step); SubmitError when that is not possible."""
     client = connect()
     work_dir = new_work_dir()
@@ -142,7 +142,8 @@ def submit(source: Source, settings: Settings) -> tuple[Job, BackendClient]:
 
 def start(source: Source, settings: Settings) -> Job:
     """invoke()'s body: submit, then leave the job to the session timer (returns at once)."""
-    job, client = submit(source, settings)
+    with session.ui_call():
+        job, client = submit(source, settings)
     return session.track(job, client, apply_gaussians)
 
 

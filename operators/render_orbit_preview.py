@@ -29,8 +29,9 @@ class SubmitError(Exception):
     """The job could not be started; the message says why (the scene is unchanged)."""
 
 
-def submit(obj: bpy.types.Object, frames: int, size: int) -> tuple[Job, BackendClient]:
-    """Connect to the backend, export `obj` and submit the job (its first step)."""
+def submit(obj: bpy.types.Object, frames: int, size: int) -> tuple[Job, BackendClient | None]:
+    """Connect to the backend, export `obj` and submit the job (its first step; left to the timer
+    while a local backend starts on the UI path)."""
     try:
         client = session.connect()
     except BackendError as exc:
@@ -43,6 +44,8 @@ def submit(obj: bpy.types.Object, frames: int, size: int) -> tuple[Job, BackendC
         raise SubmitError(f"could not export {obj.name!r}: {exc}") from None
     job = Job(type=JOB_TYPE, params={"frames": frames, "size": size}, inputs={"mesh": mesh},
               target=obj.name, work_dir=work_dir, fetch=(CONTACT_SHEET,))
+    if client is None:
+        return job, None
     step(job, client, apply_contact_sheet)
     if not job.active and job.state != "done":
         shutil.rmtree(work_dir, ignore_errors=True)
@@ -52,7 +55,8 @@ def submit(obj: bpy.types.Object, frames: int, size: int) -> tuple[Job, BackendC
 
 def start(obj: bpy.types.Object, frames: int, size: int) -> Job:
     """The body of invoke(): submit, then leave the job to the session timer (returns at once)."""
-    job, client = submit(obj, frames, size)
+    with session.ui_call():
+        job, client = submit(obj, frames, size)
     return session.track(job, client, apply_contact_sheet)
 
 
@@ -68,7 +72,7 @@ class ORBITEX_OT_render_orbit_preview(bpy.types.Operator):
     bl_label = "Orbit Preview"
     bl_description = ("Render the active mesh (modifiers applied) from an orbit of cameras on the Orbitex "
                       "backend and bring the contact sheet back as an image")
-    bl_options = {"REGISTER", "UNDO"}
+    bl_options = {"UNDO"}  # no REGISTER: a Redo-panel tweak must not submit (and wait for) another job
 
     frames: IntProperty(name="Frames", default=8, min=1, max=720, description="Views along each orbit")
     size: IntProperty(name="Size", default=256, min=16, max=4096, subtype="PIXEL",

@@ -25,7 +25,7 @@ class ORBITEX_OT_apply_result(JobOperator, bpy.types.Operator):
     bl_label = "Apply Result"
     bl_description = ("Apply this job's downloaded result (again): a new material on the object it was made for, "
                       "found by its id even when it was renamed; old materials are kept")
-    bl_options = {"REGISTER", "UNDO"}
+    bl_options = {"UNDO"}  # no REGISTER: a Redo-panel tweak would apply the result a second time
 
     def execute(self, context):
         entry = session.board.get(self.job_id)

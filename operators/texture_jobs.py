@@ -96,10 +96,10 @@ class Submitted:
 
 def submit_each(objects: Sequence[bpy.types.Object], job_type: str, params: dict[str, Any],
                 extra_inputs: ExtraInputs, uv_mode: str, uv_map: str,
-                client: BackendClient | None = None) -> tuple[Submitted, BackendClient]:
+                client: BackendClient | None) -> tuple[Submitted, BackendClient | None]:
     """One job per object (not yet tracked); an object that cannot be submitted is listed with its
-    reason and the rest go on. An unreachable backend raises SubmitError before anything is done."""
-    client = client or connect()
+    reason and the rest go on. An unreachable backend raised SubmitError in connect() before anything
+    was done; a None client (the local backend is starting) leaves the jobs to the timer to submit."""
     out = Submitted()
     for obj in objects:
         try:
@@ -109,7 +109,7 @@ def submit_each(objects: Sequence[bpy.types.Object], job_type: str, params: dict
     return out, client
 
 
-def track_all(jobs: Sequence[Job], client: BackendClient) -> None:
+def track_all(jobs: Sequence[Job], client: BackendClient | None) -> None:
     """invoke(): leave the jobs to the session timer (and list them in the Jobs panel)."""
     for job in jobs:
         session.track(job, client, apply)
@@ -137,7 +137,7 @@ class SubmitsPerObject:
     job_word = "texture"  # for messages
     done_word = "textured"
 
-    def submit_jobs(self, context) -> tuple[Submitted, BackendClient]:  # type: ignore[no-untyped-def]
+    def submit_jobs(self, context) -> tuple[Submitted, BackendClient | None]:  # type: ignore[no-untyped-def]
         raise NotImplementedError
 
     def _report_failed(self, failed: Sequence[tuple[str, str]]) -> None:
@@ -147,7 +147,8 @@ class SubmitsPerObject:
     def invoke(self, context, event):  # type: ignore[no-untyped-def]
         """From the UI: submit and return at once; the session timer steps the jobs and applies results."""
         try:
-            submitted, client = self.submit_jobs(context)
+            with session.ui_call():
+                submitted, client = self.submit_jobs(context)
         except SubmitError as exc:
             self.report({"ERROR"}, str(exc))  # type: ignore[attr-defined]
             return {"CANCELLED"}

@@ -93,7 +93,7 @@ class TextureOptions:
         return None
 
 
-def submit_textures(options: TextureOptions, objects) -> tuple[Submitted, BackendClient]:  # type: ignore[no-untyped-def]
+def submit_textures(options: TextureOptions, objects) -> tuple[Submitted, BackendClient | None]:  # type: ignore[no-untyped-def]
     """One texture job per object; the reference image and camera are checked first."""
     problem = options.texture_input_problem()
     if problem:
@@ -107,7 +107,7 @@ class ORBITEX_OT_texture_selected(TextureOptions, SubmitsPerObject, bpy.types.Op
     bl_label = "Texture Selected"
     bl_description = ("Texture every selected mesh from a reference image on the Orbitex backend; each result "
                       "becomes a new material on the object itself (old materials are kept)")
-    bl_options = {"REGISTER", "UNDO"}
+    bl_options = {"UNDO"}  # no REGISTER: a Redo-panel tweak must not submit (and wait for) new jobs
 
     @classmethod
     def poll(cls, context):

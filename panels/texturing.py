@@ -2,9 +2,6 @@
 Cameras, Batch. Options live in Scene.orbitex_texturing and are passed to the operators as is."""
 from __future__ import annotations
 
-import threading
-import time
-
 import bpy
 
 from ..addon import session
@@ -15,41 +12,6 @@ from ..operators.batch_collection import batches
 from ..operators.texture_selected import TextureOptions
 from .jobs import _OrbitexSidebar, _wrapped_labels
 from .settings import SCENE_PROPERTY, copy_options
-
-REMOTE_CHECK_EVERY_S = 15.0
-
-
-class RemoteStatus:
-    """Whether the remote backend answers /health, checked off the UI thread (draw never waits)."""
-
-    def __init__(self) -> None:
-        self.url = ""
-        self.reachable: bool | None = None  # None: not checked yet
-        self.detail = ""
-        self.checked_at = 0.0
-        self._thread: threading.Thread | None = None
-
-    def refresh(self, url: str, force: bool = False) -> None:
-        busy = self._thread is not None and self._thread.is_alive()
-        if busy or (not force and url == self.url and time.monotonic() - self.checked_at < REMOTE_CHECK_EVERY_S):
-            return
-        if url != self.url:
-            self.url, self.reachable, self.detail = url, None, ""
-        self._thread = threading.Thread(target=self._check, args=(url,), daemon=True)
-        self._thread.start()
-
-    def _check(self, url: str) -> None:
-        try:
-            BackendClient(url).health(timeout=3.0)
-            reachable, detail = True, ""
-        except BackendError as exc:
-            reachable, detail = False, str(exc)
-        if url == self.url:
-            self.reachable, self.detail, self.checked_at = reachable, detail, time.monotonic()
-
-
-remote_status = RemoteStatus()
-
 
 def settings(context):  # type: ignore[no-untyped-def]
     return getattr(context.scene, SCENE_PROPERTY)
@@ -67,16 +29,24 @@ class ORBITEX_PT_backend(_OrbitexSidebar, bpy.types.Panel):
             layout.label(text=str(exc), icon="ERROR")
             return
         width = context.region.width if context.region else 300
+        status = session.status
         if prefs.backend_mode == "LOCAL":
             local = session.local_backend()
             row = layout.row()
             if local is not None:
                 row.label(text=f"Local: running (pid {local.process.pid})", icon="CHECKMARK")
+                row.operator("orbitex.backend_start", text="", icon="FILE_REFRESH")
                 row.operator("orbitex.backend_stop", text="Stop", icon="CANCEL")
                 layout.label(text=local.url, icon="BLANK1")
+            elif session.starting():
+                row.label(text="Local: starting…", icon="TIME")
             else:
                 row.label(text="Local: stopped", icon="RADIOBUT_OFF")
                 row.operator("orbitex.backend_start", text="Start", icon="PLAY")
+                if status.reachable is False:
+                    col = layout.column(align=True)
+                    col.alert = True
+                    _wrapped_labels(col, status.detail, width - 40)
         else:
             url = prefs.remote_url.strip()
             problem = url_problem(url)
@@ -85,21 +55,27 @@ class ORBITEX_PT_backend(_OrbitexSidebar, bpy.types.Panel):
                 row.alert = True
                 row.label(text="Remote: not set up", icon="ERROR")
                 _wrapped_labels(layout.column(), problem, width - 40)
-            else:
-                remote_status.refresh(url)
-                if remote_status.reachable is None:
+            elif not bpy.app.online_access and not session.is_loopback(url):  # "Allow Online Access" is off
+                row.alert = True
+                row.label(text="Remote: online access is off", icon="ERROR")
+                _wrapped_labels(layout.column(), session.OFFLINE_MESSAGE, width - 40)
+            else:  # draw() only shows what the last check found; checks run on a worker thread
+                known = status.url == url.rstrip("/")
+                if session.starting():
                     row.label(text="Remote: checking…", icon="TIME")
-                elif remote_status.reachable:
+                elif not known or status.reachable is None:
+                    row.label(text="Remote: not checked yet", icon="QUESTION")
+                elif status.reachable:
                     row.label(text="Remote: reachable", icon="CHECKMARK")
                 else:
                     row.alert = True
                     row.label(text="Remote: unreachable", icon="ERROR")
                 row.operator("orbitex.backend_start", text="Check", icon="FILE_REFRESH")
                 layout.label(text=url, icon="URL")
-                if remote_status.reachable is False:
+                if known and status.reachable is False:
                     col = layout.column(align=True)
                     col.alert = True
-                    _wrapped_labels(col, remote_status.detail, width - 40)
+                    _wrapped_labels(col, status.detail, width - 40)
         for problem in prefs.problems():
             col = layout.column(align=True)
             col.alert = True

@@ -110,5 +110,5 @@ def test_cancel_batch_stops_the_unfinished_jobs(session, tmp_path):
     batches.append(Batch("Batch Cancel", "texture", jobs))
     assert bpy.ops.orbitex.cancel_batch() == {"FINISHED"}
     assert [j.state for j in jobs] == ["done", "cancelled"]
-    with pytest.raises(RuntimeError, match="no Orbitex batch is running"):
+    with pytest.raises(RuntimeError, match="poll"):  # nothing left to cancel: the button is greyed out
         bpy.ops.orbitex.cancel_batch()

@@ -77,6 +77,7 @@ def test_bake_and_batch_sections_draw(addon, monkeypatch):
 
 
 def test_backend_section_says_local_stopped_and_remote_unreachable(addon):
+    from orbitex.addon import session
     from orbitex.panels import texturing
 
     p = prefs()
@@ -88,9 +89,11 @@ def test_backend_section_says_local_stopped_and_remote_unreachable(addon):
         port = sock.getsockname()[1]
     p.backend_mode, p.remote_url, p.remote_token = "REMOTE", f"http://127.0.0.1:{port}", "t"
     try:
-        draw_panel(texturing.ORBITEX_PT_backend)  # starts the check off the UI thread
+        log = draw_panel(texturing.ORBITEX_PT_backend)  # draw() itself never checks
+        assert "Remote: not checked yet" in _labels(log) and not session.starting()
+        session.start_in_background()  # what the Check button does: the check runs on a worker thread
         deadline = time.monotonic() + 10
-        while texturing.remote_status.reachable is None:
+        while session.starting():
             assert time.monotonic() < deadline
             time.sleep(0.05)
         log = draw_panel(texturing.ORBITEX_PT_backend, width=600)
@@ -100,6 +103,32 @@ def test_backend_section_says_local_stopped_and_remote_unreachable(addon):
         log = draw_panel(texturing.ORBITEX_PT_backend, width=600)
         assert "Remote: not set up" in _labels(log)
     finally:
+        p.backend_mode = "LOCAL"
+
+
+def test_remote_backend_respects_online_access(addon):
+    """With Blender's "Allow Online Access" off, a remote backend on another machine is never
+    contacted and the panel says why; a loopback URL (a tunnel) is no online access."""
+    from orbitex.addon import session
+    from orbitex.addon.client import BackendError
+    from orbitex.panels import texturing
+
+    system = bpy.context.preferences.system
+    p, online = prefs(), system.use_online_access
+    p.backend_mode, p.remote_url, p.remote_token = "REMOTE", "http://gpu-box.example:8000", "t"
+    try:
+        system.use_online_access = False
+        log = draw_panel(texturing.ORBITEX_PT_backend, width=900)
+        assert "Remote: online access is off" in _labels(log)
+        assert any("Allow Online Access" in text for text in _labels(log))
+        with pytest.raises(BackendError, match="online access is off"):
+            session.connect()
+        p.remote_url = "http://127.0.0.1:9"
+        assert "Remote: not checked yet" in _labels(draw_panel(texturing.ORBITEX_PT_backend, width=900))
+        with pytest.raises(BackendError, match="cannot reach"):
+            session.connect()
+    finally:
+        system.use_online_access = online
         p.backend_mode = "LOCAL"
 
 
