@@ -70,7 +70,7 @@ class FitConfig:
     sh_increase_every: int = 1000
     densify: bool = True
     densify_config: DensifyConfig = field(default_factory=DensifyConfig)
-    # early stop (with held-out views): every `eval_every` iterations (0: iterations // 20) from
+    # early stop (with held-out views): every `eval_every` iterations (0: iterations // 20, >= 10) from
     # `min_fraction` of the run, stop once the held-out loss has not fallen by `min_improvement`
     # (relative) below its best for `patience` evaluations in a row
     eval_every: int = 0
@@ -294,7 +294,7 @@ class EarlyStop:
         self.images = heldout.images.to(device)
         self.masks = None if heldout.masks is None else heldout.masks.to(device)
         self.bg = torch.tensor(heldout.background, dtype=torch.float32, device=device)
-        self.every = config.eval_every or max(config.iterations // 20, 1)
+        self.every = config.eval_every or max(config.iterations // 20, 10)
         self.best, self.waited, self.stopped = math.inf, 0, False
         self.history: list[tuple[int, float]] = []
 

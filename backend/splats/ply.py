@@ -1,14 +1,16 @@
-"""3DGS PLY files (the layout of the original 3DGS code, read by the common splat viewers).
+"""3DGS PLY files: the property set of the reference 3DGS layout that splat readers detect.
 
-One binary little-endian `vertex` element of float32 properties, in this order:
+One binary little-endian `vertex` element of float32 properties, in this order (the 14 / 23 / 38 /
+59 properties of SH degree 0 / 1 / 2 / 3 that e.g. gsply's detect_format matches exactly):
   x y z                position
-  nx ny nz             zeros (kept for viewers that expect them)
   f_dc_0 f_dc_1 f_dc_2 SH DC term per channel (rgb = 0.5 + 0.2820948 * f_dc)
   f_rest_0 ..          higher SH coefficients, channel-major: f_rest_{c * (K - 1) + (k - 1)}, K = (degree + 1)^2
   opacity              logit of the opacity
   scale_0 scale_1 scale_2   log standard deviations
-  rot_0 rot_1 rot_2 rot_3   quaternion (w, x, y, z), not necessarily unit length
-Float32 in, float32 out: writing then reading gives back the same bits.
+  rot_0 rot_1 rot_2 rot_3   unit quaternion (w, x, y, z)
+`normals=True` adds the original 3DGS code's zero nx ny nz after x y z, for tools that want them
+(readers that match the property set exactly then refuse the file). Reading takes either. Float32
+in, float32 out: what is written reads back bit for bit (quaternions as written: unit length).
 """
 from __future__ import annotations
 
@@ -21,26 +23,40 @@ from ..errors import InputError
 from .model import Gaussians, sh_degree_of
 
 
-def property_names(sh_degree: int) -> list[str]:
+NORMAL_NAMES = ("nx", "ny", "nz")
+
+
+def property_names(sh_degree: int, normals: bool = False) -> list[str]:
     rest = 3 * ((sh_degree + 1) ** 2 - 1)
-    return (["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2"]
+    return (["x", "y", "z"] + (list(NORMAL_NAMES) if normals else []) + ["f_dc_0", "f_dc_1", "f_dc_2"]
             + [f"f_rest_{i}" for i in range(rest)]
             + ["opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"])
 
 
-def write_ply(gaussians: Gaussians, path: str | Path) -> Path:
-    """Write `gaussians` as a 3DGS PLY (binary little-endian)."""
+def unit_quaternions(quats: np.ndarray) -> np.ndarray:
+    """(N, 4) float32 quaternions of unit length; those already unit to float32 precision keep
+    their bits (so unit quaternions round-trip exactly)."""
+    q = np.asarray(quats, np.float64)
+    norm = np.linalg.norm(q, axis=1, keepdims=True)
+    unit = np.abs(norm - 1.0) <= 1e-6
+    return np.where(unit, quats, q / np.maximum(norm, 1e-30)).astype(np.float32)
+
+
+def write_ply(gaussians: Gaussians, path: str | Path, normals: bool = False) -> Path:
+    """Write `gaussians` as a 3DGS PLY (binary little-endian), quaternions normalized to unit length;
+    `normals` adds zero nx ny nz (see the module docstring)."""
     from plyfile import PlyData, PlyElement
 
     path = Path(path)
     g = gaussians.detach().to("cpu")
     n, k = len(g), g.sh.shape[1]
     sh = g.sh.float().numpy()
-    columns = [g.means.float().numpy(), np.zeros((n, 3), np.float32), sh[:, 0, :],
+    quats = unit_quaternions(g.quats.numpy())
+    columns = [g.means.float().numpy(), *([np.zeros((n, 3), np.float32)] if normals else []), sh[:, 0, :],
                sh[:, 1:, :].transpose(0, 2, 1).reshape(n, 3 * (k - 1)),  # channel-major
-               g.opacity_logits.float().numpy()[:, None], g.log_scales.float().numpy(), g.quats.float().numpy()]
+               g.opacity_logits.float().numpy()[:, None], g.log_scales.float().numpy(), quats]
     data = np.concatenate(columns, axis=1).astype(np.float32)
-    names = property_names(sh_degree_of(k))
+    names = property_names(sh_degree_of(k), normals)
     vertices = np.empty(n, dtype=[(name, "<f4") for name in names])
     for i, name in enumerate(names):
         vertices[name] = data[:, i]
@@ -74,7 +90,7 @@ def read_ply(path: str | Path) -> Gaussians:
         degree = sh_degree_of(1 + len(rest) // 3)
     except InputError as exc:
         raise InputError(f"{path.name}: {exc}") from None
-    missing = [n for n in property_names(degree) if n not in names and n not in ("nx", "ny", "nz")]
+    missing = [n for n in property_names(degree) if n not in names]
     if missing:
         raise InputError(f"{path.name}: not a 3DGS PLY, missing properties {', '.join(missing[:6])}"
                          f"{' ...' if len(missing) > 6 else ''}")

@@ -241,20 +241,48 @@ def test_clone_split_prune_keeps_optimizer_state_in_step():
     from_params(params)  # still a valid model
 
 
-def test_ply_round_trip_is_exact(tmp_path):
+def test_ply_round_trip_is_exact_with_unit_quaternions(tmp_path):
     for degree in (0, 1, 3):
         g = tiny_scene(dtype=torch.float32, n=50, seed=degree).with_sh_degree(degree)
         g.sh.normal_()
-        path = write_ply(g, tmp_path / f"g{degree}.ply")
-        back = read_ply(path)
+        g.quats.mul_(torch.linspace(0.2, 3.0, 50)[:, None])  # any length in, unit length out
+        back = read_ply(write_ply(g, tmp_path / f"g{degree}.ply"))
         for name, value in g.tensors().items():
-            assert torch.equal(value, getattr(back, name)), (degree, name)
+            if name != "quats":
+                assert torch.equal(value, getattr(back, name)), (degree, name)
+        torch.testing.assert_close(back.quats, torch.nn.functional.normalize(g.quats, dim=-1), atol=1e-7, rtol=0)
+        torch.testing.assert_close(back.quats.norm(dim=-1), torch.ones(50), atol=1e-6, rtol=0)
+        again = read_ply(write_ply(back, tmp_path / f"again{degree}.ply"))  # unit in: the same bits out
+        assert all(torch.equal(v, getattr(again, k)) for k, v in back.tensors().items())
+
+
+def test_ply_has_the_reference_property_set_that_gsply_detects(tmp_path):
+    import gsply
+    from gsply.formats import EXPECTED_PROPERTIES_BY_SH_DEGREE
     from plyfile import PlyData
 
-    names = [p.name for p in PlyData.read(str(tmp_path / "g3.ply"))["vertex"].properties]
-    assert names[:9] == ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2"]
-    assert names[9:54] == [f"f_rest_{i}" for i in range(45)]
-    assert names[54:] == ["opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]
+    for degree in (0, 1, 2, 3):
+        g = tiny_scene(dtype=torch.float32, n=40, seed=degree).with_sh_degree(degree)
+        g.sh.normal_()
+        path = write_ply(g, tmp_path / f"g{degree}.ply")
+        names = [p.name for p in PlyData.read(str(path))["vertex"].properties]
+        assert names == EXPECTED_PROPERTIES_BY_SH_DEGREE[degree]
+        assert gsply.detect_format(path) == (False, degree)
+        data = gsply.plyread(str(path))
+        np.testing.assert_array_equal(data.means, g.means.numpy())
+        np.testing.assert_array_equal(data.scales, g.log_scales.numpy())
+        np.testing.assert_array_equal(data.opacities.reshape(-1), g.opacity_logits.numpy())
+        np.testing.assert_allclose(data.quats, torch.nn.functional.normalize(g.quats, dim=-1).numpy(), atol=1e-7)
+        np.testing.assert_array_equal(data.sh0.reshape(-1, 3), g.sh[:, 0].numpy())
+        if degree:
+            np.testing.assert_array_equal(np.asarray(data.shN).reshape(40, -1, 3), g.sh[:, 1:].numpy())
+    # the original code's zero normals only on request; exact-set readers then refuse the file
+    path = write_ply(g, tmp_path / "normals.ply", normals=True)
+    vertex = PlyData.read(str(path))["vertex"]
+    assert [p.name for p in vertex.properties][:6] == ["x", "y", "z", "nx", "ny", "nz"]
+    assert not np.asarray(vertex["nx"]).any()
+    assert gsply.detect_format(path) == (False, None)
+    assert torch.equal(read_ply(path).sh, g.sh)
 
 
 def test_damaged_ply_files_give_clear_errors(tmp_path):
