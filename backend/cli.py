@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -50,6 +51,10 @@ def run_pipeline(name: str, args: argparse.Namespace) -> int:
     fields = set(module.Params.__dataclass_fields__)
     params = pipelines.parse_params(module.Params, {k: v for k, v in vars(args).items() if k in fields and v is not None})
     threads.configure(args.threads)
+    notes = logging.getLogger("orbitex")  # what a pipeline decided on its own (e.g. the views frame), to stderr
+    if not notes.handlers:
+        notes.addHandler(logging.StreamHandler())
+        notes.setLevel(logging.INFO)
     bar = BarProgress()
     try:
         results = module.run(inputs, params, Path(args.out), bar)

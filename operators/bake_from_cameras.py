@@ -23,7 +23,10 @@ SOURCES = [("CAMERAS", "Camera Backgrounds", "Scene cameras and the background i
            ("VIEW_SET", "View-Set Folder", "A folder with transforms.json and images (instant-ngp / nerfstudio)")]
 CAMERA_SCOPES = [("ALL", "All Cameras", "Every camera in the scene"),
                  ("SELECTED", "Selected Cameras", "Only the selected cameras")]
-VIEW_SET_FRAMES = [("BLENDER", "Blender World", "Camera matrices are in this scene's world coordinates (Z up), "
+VIEW_SET_FRAMES = [("AUTO", "Automatic", "The backend finds the frame: it renders the mesh through the cameras in both "
+                                           "frames and keeps the one that matches the images (alpha, else colours), "
+                                           "and refuses a view set whose cameras do not see the mesh"),
+                   ("BLENDER", "Blender World", "Camera matrices are in this scene's world coordinates (Z up), "
                                                 "as Blender add-ons write them"),
                    ("GLTF", "glTF (Y up)", "Camera matrices are in the Y-up frame of a glTF export of the scene, "
                                            "as Orbitex writes view sets")]
@@ -126,7 +129,7 @@ class BakeOptions:
     image_folder: StringProperty(name="Image Folder", subtype="DIR_PATH",
                                  description="Folder with one image per camera, named like the camera")
     views_folder: StringProperty(name="View Set", subtype="DIR_PATH", description="Folder holding transforms.json")
-    views_frame: EnumProperty(name="Coordinates", items=VIEW_SET_FRAMES, default="BLENDER")
+    views_frame: EnumProperty(name="Coordinates", items=VIEW_SET_FRAMES, default="AUTO")
     method: EnumProperty(name="Method", items=METHODS, default="mrf")
     texture_size: IntProperty(name="Texture Size", default=2048, min=16, max=16384, subtype="PIXEL")
     voxel_res: IntProperty(name="Voxels", default=256, min=4, max=4096,
@@ -138,8 +141,10 @@ class BakeOptions:
                                           "(images a pixel or two off the geometry, as from video models or hand-placed cameras)")
 
     def bake_params(self) -> dict:
+        # cameras made here and Blender-world sets (converted here) are in the GLB's frame; AUTO asks the backend
+        frame = "auto" if self.source == "VIEW_SET" and self.views_frame == "AUTO" else "gltf"
         return {"method": self.method, "texture_size": self.texture_size, "voxel_res": self.voxel_res,
-                "align": self.align_views}
+                "align": self.align_views, "views_frame": frame}
 
     def bake_views(self, context, staging: Path) -> Path:
         """The view-set zip in `staging`; raises CameraError naming the camera, image or folder."""

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..errors import InputError
+from ..render.views_frame import VIEWS_FRAMES, ViewsFrame
 
 METHODS = ("mrf", "greedy", "average", "optimize")
 Method = Literal["mrf", "greedy", "average", "optimize"]
@@ -32,8 +33,11 @@ class BakeParams:
     align_max_shift: float = 8.0  # largest misalignment corrected, in pixels
     optimize_steps: int = 200  # gradient steps of the `optimize` method
     rasterizer: str = "auto"  # G-buffer rasterizer: auto | moderngl | torch | nvdiffrast
+    views_frame: ViewsFrame = "auto"  # the cameras' frame: gltf (the mesh file's) | blender (Z up) | auto (checked)
 
     def __post_init__(self) -> None:
+        if self.views_frame not in VIEWS_FRAMES:
+            raise InputError(f"unknown views_frame {self.views_frame!r}; use one of {', '.join(VIEWS_FRAMES)}")
         if self.method not in METHODS:
             raise InputError(f"unknown bake method {self.method!r}; use one of {', '.join(METHODS)}")
         if not 16 <= self.texture_size <= 16384:

@@ -11,6 +11,7 @@ The CLI and the service both call `run`; nothing else differs between them.
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import importlib
 import typing
@@ -35,6 +36,17 @@ def load(name: str) -> ModuleType:
     if name not in PIPELINES:
         raise InputError(f"unknown job type {name!r}; known: {', '.join(sorted(PIPELINES))}")
     return importlib.import_module(f"{__name__}.{PIPELINES[name]}")
+
+
+def add_views_frame_argument(parser: argparse.ArgumentParser) -> None:
+    """--views-frame, the same for every pipeline that takes cameras (backend/render/views_frame.py)."""
+    from ..render.views_frame import VIEWS_FRAMES
+
+    parser.add_argument("--views-frame", dest="views_frame", choices=VIEWS_FRAMES,
+                        help="frame of the cameras' transform_matrix: gltf (the mesh file's own, Y up for a GLB), "
+                             "blender (Blender's world, Z up, as Blender add-ons and NeRF-synthetic sets write it) "
+                             "or auto (default: the one whose renders of the mesh match the images' silhouettes, "
+                             "or without alpha their colours); every choice is checked before the long work")
 
 
 def output_paths(out: str | Path, suffix: str | tuple[str, ...], default_name: str) -> tuple[Path, Path]:

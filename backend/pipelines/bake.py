@@ -17,7 +17,7 @@ from pathlib import Path
 from ..bake.params import METHODS, BakeParams
 from ..errors import InputError
 from ..progress import Progress
-from . import output_paths
+from . import add_views_frame_argument, output_paths
 from .baked_glb import load_bake_target, uv_map_name, write_baked_glb
 
 NAME = "bake"
@@ -51,6 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-align", dest="align", action="store_false", default=None,
                         help="skip aligning each view (optical flow + colour gain/offset) to the surface before selection")
     parser.add_argument("--rasterizer", choices=["auto", "moderngl", "torch", "nvdiffrast"], help="G-buffer rasterizer")
+    add_views_frame_argument(parser)
 
 
 def _extract_views(archive: Path, into: Path) -> Path:
@@ -68,6 +69,18 @@ def _extract_views(archive: Path, into: Path) -> Path:
     if not found:
         raise InputError(f"{archive.name}: the archive holds no transforms.json")
     return found[0].parent
+
+
+def views_in_mesh_frame(mesh, views, views_frame: str, rasterizer: str = "auto"):  # type: ignore[no-untyped-def]
+    """The view set with its cameras in the mesh's frame, and the FrameChoice that says how."""
+    from dataclasses import replace
+
+    from ..render.views_frame import resolve_views_frame
+
+    if views.images is None:
+        raise InputError("the view set has no images to bake")
+    cameras, frame = resolve_views_frame(mesh, views.cameras, views.images, views.masks, views_frame, rasterizer)
+    return replace(views, cameras=cameras), frame
 
 
 def run(inputs: dict[str, Path], params: BakeParams, out_dir: Path, progress: Progress) -> dict[str, Path]:
@@ -91,6 +104,9 @@ def run(inputs: dict[str, Path], params: BakeParams, out_dir: Path, progress: Pr
         else:
             raise InputError(f"{views_path}: not a view-set folder or .zip")
         views = read_viewset(folder)
+    progress(0.02, "checking the cameras' frame")
+    views, frame = views_in_mesh_frame(mesh, views, params.views_frame, params.rasterizer)
+    progress(0.04, frame.summary())
     from ..progress import sub_progress
     from ..render.gbuffer import rasterizer_report
 
@@ -99,7 +115,7 @@ def run(inputs: dict[str, Path], params: BakeParams, out_dir: Path, progress: Pr
     side.mkdir(parents=True, exist_ok=True)
     write_baked_glb(target, result, glb_path)
     texture_path = write_png(side / "texture.png", result.texture)
-    report = dict(result.report)
+    report = {"views_frame": frame.report(), **result.report}
     report["uv_map"] = uv_map_name(target, result)
     report["vertices_in"], report["vertices_out"] = mesh.num_vertices, result.mesh.num_vertices
     report.update(rasterizer_report(params.rasterizer))

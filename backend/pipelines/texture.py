@@ -20,14 +20,16 @@ from typing import Literal
 from ..bake.params import METHODS, BakeParams
 from ..errors import InputError
 from ..progress import Progress
-from . import output_paths
+from ..render.views_frame import VIEWS_FRAMES, ViewsFrame
+from . import add_views_frame_argument, output_paths
 from .baked_glb import load_bake_target, uv_map_name, write_baked_glb
 
 NAME = "texture"
 INPUTS = {"mesh": "the white mesh (GLB, glTF, OBJ or PLY)",
           "image": "the reference image of the textured object (PNG/JPEG; alpha used when present)"}
 OPTIONAL_INPUTS = {"camera": "transforms.json whose first frame is the camera the reference image was "
-                             "taken from, in the mesh's own frame (default: frame 0 of the orbit, on +Z)"}
+                             "taken from, in the mesh's own frame or Blender's (see --views-frame; default: "
+                             "frame 0 of the orbit, on +Z)"}
 GENERATOR_NAMES = ("projection", "wan-vace", "orbitpainter")
 TURNTABLE_FRAMES = 48
 TURNTABLE_STRIP = 8
@@ -52,8 +54,11 @@ class Params:
     uv_map: str | None = None  # TEXCOORD_n (or n) to bake onto; None = the first
     rasterizer: str = "auto"
     turntable: bool = True  # render the turntable preview (PNG strip + MP4; about half a small job's time)
+    views_frame: ViewsFrame = "auto"  # frame of the reference camera (`camera` input): gltf | blender | auto
 
     def __post_init__(self) -> None:
+        if self.views_frame not in VIEWS_FRAMES:
+            raise InputError(f"unknown views_frame {self.views_frame!r}; use one of {', '.join(VIEWS_FRAMES)}")
         if self.generator not in GENERATOR_NAMES:
             raise InputError(f"unknown generator {self.generator!r}; use one of {', '.join(GENERATOR_NAMES)}")
         if not 1 <= self.frames <= 241:
@@ -90,6 +95,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rasterizer", help="auto | moderngl | torch | nvdiffrast")
     parser.add_argument("--no-turntable", dest="turntable", action="store_false", default=None,
                         help="skip the turntable preview (PNG strip and MP4)")
+    add_views_frame_argument(parser)
 
 
 def run(inputs: dict[str, Path], params: Params, out_dir: Path, progress: Progress) -> dict[str, Path]:
@@ -128,7 +134,14 @@ def run(inputs: dict[str, Path], params: Params, out_dir: Path, progress: Progre
     mesh = target.mesh
     reference = load_reference(inputs["image"])
     height, width = reference.mask.shape
-    user_camera = read_reference_camera(inputs["camera"], width, height) if inputs.get("camera") else None
+    user_camera, frame = None, None
+    if inputs.get("camera"):
+        from ..render.views_frame import resolve_views_frame
+
+        camera = read_reference_camera(inputs["camera"], width, height)
+        cameras, frame = resolve_views_frame(mesh, [camera], reference.rgb[None], reference.mask[None],
+                                             params.views_frame, params.rasterizer, what="the reference camera")
+        user_camera = cameras[0]
     norm_mesh, norm = normalize(mesh)
     lap("load")
 
@@ -181,6 +194,7 @@ def run(inputs: dict[str, Path], params: Params, out_dir: Path, progress: Progre
     report = {"generator": params.generator, "params": asdict(params), "seconds": timings,
               "seconds_total": round(sum(timings.values()), 3), "bake": result.report,
               "uv_map": uv_map_name(target, result), "reference_alpha": reference.had_alpha,
+              "views_frame": None if frame is None else frame.report(),
               "generator_calls": _calls(generator), **rasterizer_report(params.rasterizer)}
     report_path = side / "report.json"
     report_path.write_text(json.dumps(report, indent=2, default=str))

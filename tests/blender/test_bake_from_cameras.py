@@ -127,6 +127,7 @@ def test_align_views_off_reaches_the_backend(session, ring):
     assert job.target == "Bake Unaligned" and job.state == "done", (job.state, job.message)
     assert job.params["align"] is False
     assert session.connect().job(job.backend_id)["params"]["align"] is False  # as the service stored it
+    assert job.params["views_frame"] == "gltf"  # cameras made here are in the uploaded GLB's frame
 
 
 def test_a_result_whose_object_was_renamed_is_kept_and_never_lands_on_another_object(session, ring):
@@ -188,6 +189,9 @@ def test_views_from_images_named_like_cameras_and_from_a_blender_frame_view_set(
     assert json.loads((views / "transforms.json").read_text())["frames"] == frames  # the user's file is untouched
     kept = _zipped_transforms(views_archive(bpy.context, "VIEW_SET", "ALL", "", str(views), "GLTF", tmp_path / "c"))
     assert kept["frames"] == frames
+    # AUTO uploads the set as it is: the backend finds its frame (views_frame "auto")
+    auto = _zipped_transforms(views_archive(bpy.context, "VIEW_SET", "ALL", "", str(views), "AUTO", tmp_path / "d"))
+    assert auto["frames"] == frames
 
 
 def test_camera_problems_are_named_before_anything_is_sent(session, ring, tmp_path):
