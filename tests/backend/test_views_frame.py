@@ -33,11 +33,11 @@ def _in_blender_frame(cameras: list[Camera]) -> list[Camera]:
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("frames")
-    thin, blob = make_asset("thin", 256), make_asset("plaid", 256)
+    thin, can = make_asset("thin", 256), make_asset("text", 256)
     cams = held_out_cameras(12, 64, seed=3)
     images, masks = render_views(thin.mesh, thin.texture, cams)
     images = corrupt(images, seed=2)
-    return {"root": root, "cams": cams, "images": images, "masks": masks, "thin": thin, "blob": blob,
+    return {"root": root, "cams": cams, "images": images, "masks": masks, "thin": thin, "can": can,
             "glb": write_glb(root / "thin.glb", thin.mesh, [thin.mesh.uvs]),
             "gltf": write_viewset(root / "gltf", cams, images, masks).parent,
             "blender": write_viewset(root / "blender", _in_blender_frame(cams), images, masks).parent}
@@ -72,8 +72,8 @@ def test_both_frames_bake_the_same_texture(scene: dict, tmp_path: Path) -> None:
 
 
 def test_view_set_of_another_object_is_refused(scene: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    blob = write_glb(scene["root"] / "blob.glb", scene["blob"].mesh, [scene["blob"].mesh.uvs])
-    assert _bake(blob, scene["gltf"], tmp_path / "o.glb") == 2
+    can = write_glb(scene["root"] / "can.glb", scene["can"].mesh, [scene["can"].mesh.uvs])
+    assert _bake(can, scene["gltf"], tmp_path / "o.glb") == 2
     err = capsys.readouterr().err
     assert "do not see the mesh where its images show it" in err and "IoU" in err and "wrong mesh" in err
     assert not (tmp_path / "o.glb").exists()
@@ -95,7 +95,7 @@ def test_frame_without_alpha_by_photo_consistency(scene: dict, tmp_path: Path) -
     assert scores["blender"]["iou"] is None and scores["blender"]["consistency"] > 2 * scores["gltf"]["consistency"]
     # the same images against another object: refused without alpha too
     with pytest.raises(InputError, match="photo-consistency"):
-        resolve_views_frame(scene["blob"].mesh, scene["cams"], scene["images"], None)
+        resolve_views_frame(scene["can"].mesh, scene["cams"], scene["images"], None)
     cams, choice = resolve_views_frame(thin.mesh, scene["cams"], scene["images"], None, "gltf")
     assert choice.frame == "gltf" and np.allclose(cams[0].c2w, scene["cams"][0].c2w)
     # flat images with an opaque alpha show neither a silhouette nor detail: used as written, said so
