@@ -5,13 +5,14 @@ every pipeline run.
 Why: on a small shared machine, libraries that each start one thread per core fight over the cores
 whenever anything else runs (OpenMP threads spin waiting for each other), and a job slows down 3x
 instead of sharing. So a job takes the cores it may use (the process's CPU affinity) minus those
-other processes keep busy (the 1-minute load average, which counts them), at least one; or exactly
-`--threads` when given.
+other processes keep busy when it starts (measured over a fraction of a second), at least one; or
+exactly `--threads` when given.
 """
 from __future__ import annotations
 
 import math
 import os
+import time
 
 from .errors import InputError
 
@@ -26,14 +27,37 @@ def usable_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def free_cores(cores: int | None = None) -> int:
-    """Cores not kept busy by other processes: usable cores minus the 1-minute load, at least one."""
+def free_cores(cores: int | None = None, sample_s: float = 0.3) -> int:
+    """Cores not kept busy by other processes, at least one: usable cores minus the busy share of
+    the machine over the next `sample_s` seconds (/proc/stat; this process idles meanwhile), or
+    minus the 1-minute load average where /proc/stat is missing (it lags a minute behind)."""
     cores = usable_cores() if cores is None else cores
-    try:
-        load = os.getloadavg()[0]
-    except OSError:
-        return cores
-    return max(1, min(cores, math.floor(cores - load + 0.5)))
+    busy = _busy_cores(sample_s)
+    if busy is None:
+        try:
+            busy = os.getloadavg()[0]
+        except OSError:
+            return cores
+    return max(1, min(cores, math.floor(cores - busy + 0.5)))
+
+
+def _busy_cores(sample_s: float) -> float | None:
+    def snapshot() -> tuple[int, int] | None:
+        try:
+            with open("/proc/stat") as f:
+                values = [int(v) for v in f.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+        return sum(values), idle
+
+    first = snapshot()
+    time.sleep(sample_s)
+    second = snapshot()
+    if first is None or second is None or second[0] <= first[0]:
+        return None
+    total, idle = second[0] - first[0], second[1] - first[1]
+    return (os.cpu_count() or 1) * (total - idle) / total
 
 
 def configure(threads: int | None = None) -> int:

@@ -312,7 +312,8 @@ class EarlyStop:
         else:
             self.best = min(self.best, value)
             self.waited += 1
-        self.stopped = step >= self.config.min_fraction * self.config.iterations and self.waited >= self.config.patience
+        self.stopped = (self.config.min_fraction * self.config.iterations <= step < self.config.iterations
+                        and self.waited >= self.config.patience)
         return self.stopped
 
 
