@@ -66,7 +66,9 @@ def configure(threads: int | None = None) -> int:
     if threads is not None and threads < 0:
         raise InputError(f"--threads must be positive (or 0 for what is free), got {threads}")
     n = free_cores() if not threads else min(int(threads), usable_cores())
-    # runtime calls, not OMP_NUM_THREADS & co: those are read once at load and would cap later jobs
+    # runtime calls, not OMP_NUM_THREADS & co: those are read once at load and would cap later jobs;
+    # Mesa's llvmpipe (moderngl's EGL rendering) reads its variable when a process's first context starts
+    os.environ["LP_NUM_THREADS"] = str(n)
     import torch
 
     torch.set_num_threads(n)

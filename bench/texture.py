@@ -9,6 +9,11 @@
    orbit generation + 122-view bake keeps of the reference.
 
 Run: .venv/backend/bin/python bench/texture.py [--frames 61] [--size 512]
+
+`--beside-load` instead times the sample vase quiet and then with a second CPU-bound process
+running beside it (target <= 1.5x the quiet time), each with the threads that backend/threads.py
+picks as the CLI does, and once more beside it with every core's threads (what a job did before
+threads.py); see beside_load().
 """
 from __future__ import annotations
 
@@ -49,12 +54,46 @@ def front_view(mesh_path: Path, texture_png: Path, size: int) -> np.ndarray:
     return sample_texture(mesh, read_image(texture_png)[..., :3], g.tri_id, g.bary, g.mask)[0]
 
 
+def beside_load(frames: int, size: int, texture_size: int) -> None:
+    """The sample vase quiet, then beside a CPU-bound process (a pure-Python busy loop, one core).
+    Threads per run from backend.threads.configure(0), as the CLI and the worker set them; a third
+    run beside the load with threads for every core shows what the choice saves."""
+    import subprocess
+
+    from backend import threads
+
+    def run(label: str, thread_count: int) -> float:
+        used = threads.configure(thread_count)
+        with tempfile.TemporaryDirectory() as tmp:
+            _, seconds = run_texture(ROOT / "samples" / "vase.glb", ROOT / "samples" / "vase_reference.png",
+                                     Path(tmp) / "vase.glb", frames, size, texture_size)
+        print(f"  {label:<34} {used} thread(s): {seconds:6.1f} s", flush=True)
+        return seconds
+
+    print(f"sample vase, 2 x {frames} frames at {size}^2, texture {texture_size}^2, beside a second CPU-bound process:")
+    quiet = run("quiet", 0)
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(1.0)
+        loaded = run("beside the busy process", 0)
+        every = run("beside it, threads for every core", threads.usable_cores())
+    finally:
+        busy.kill()
+        busy.wait()
+    print(f"  ratio beside / quiet: {loaded / quiet:.2f}x with threads.py's choice (target <= 1.5x), "
+          f"{every / quiet:.2f}x with every core's threads")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--frames", type=int, default=61)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--texture-size", type=int, default=2048)
+    parser.add_argument("--beside-load", action="store_true", help="time the sample quiet and beside a busy process")
     args = parser.parse_args()
+    if args.beside_load:
+        beside_load(args.frames, args.size, args.texture_size)
+        return
     from texture_helpers import lathe_mesh, procedural_texture, psnr, render_reference, save_glb, write_rgba
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,5 +1,5 @@
-"""Compiled (numba) kernels of the CPU splat rasterizer: EWA projection and tile compositing, each
-with its hand-written backward. Pure array code in float64; raster_cpu wraps them as autograd
+"""Compiled (numba) kernels of the CPU splat rasterizer: EWA projection, view-dependent colour
+(SH) and tile compositing, each with its hand-written backward. Pure array code in float64; raster_cpu wraps them as autograd
 Functions. The image model is raster_torch's, constant for constant (see its docstring).
 
 Parallel loops: the projection over Gaussians, the compositing over tiles (each tile writes only
@@ -12,6 +12,10 @@ import math
 import numba
 import numpy as np
 
+from .raster_torch import _SH_C0 as SH_C0
+from .raster_torch import _SH_C1 as SH_C1
+from .raster_torch import _SH_C2 as SH_C2
+from .raster_torch import _SH_C3 as SH_C3
 from .raster_torch import ALPHA_MAX, ALPHA_MIN, EPS_2D, NEAR_PLANE, T_MIN
 
 # numba's plain thread pool, not its OpenMP layer: beside torch's OpenMP pool that one spins idle
@@ -347,3 +351,81 @@ def composite_backward(tile_start, pair_g, means2d, conics, opacities, features,
             pair_grads[k, 2], pair_grads[k, 3], pair_grads[k, 4] = g_ca, g_cb, g_cc
             pair_grads[k, 5] = g_o
             pair_grads[k, 6], pair_grads[k, 7], pair_grads[k, 8], pair_grads[k, 9] = g_r, g_g, g_b, g_d
+
+
+# ----------------------------------------------------------------------------- view-dependent colour
+
+@numba.njit(cache=True)
+def _sh_terms(x, y, z, out):  # type: ignore[no-untyped-def]
+    """The 16 real SH basis values (3DGS's signs and constants) along the unit (x, y, z), and their
+    partial derivatives out[k, 1:4]."""
+    c1 = SH_C1
+    xx, yy, zz, xy, yz, xz = x * x, y * y, z * z, x * y, y * z, x * z
+    out[0, 0], out[0, 1], out[0, 2], out[0, 3] = SH_C0, 0.0, 0.0, 0.0
+    out[1, 0], out[1, 1], out[1, 2], out[1, 3] = -c1 * y, 0.0, -c1, 0.0
+    out[2, 0], out[2, 1], out[2, 2], out[2, 3] = c1 * z, 0.0, 0.0, c1
+    out[3, 0], out[3, 1], out[3, 2], out[3, 3] = -c1 * x, -c1, 0.0, 0.0
+    a, b, c, d, e = SH_C2
+    out[4, 0], out[4, 1], out[4, 2], out[4, 3] = a * xy, a * y, a * x, 0.0
+    out[5, 0], out[5, 1], out[5, 2], out[5, 3] = b * yz, 0.0, b * z, b * y
+    out[6, 0], out[6, 1], out[6, 2], out[6, 3] = c * (2 * zz - xx - yy), -2 * c * x, -2 * c * y, 4 * c * z
+    out[7, 0], out[7, 1], out[7, 2], out[7, 3] = d * xz, d * z, 0.0, d * x
+    out[8, 0], out[8, 1], out[8, 2], out[8, 3] = e * (xx - yy), 2 * e * x, -2 * e * y, 0.0
+    f, g, h, i, j, k, m = SH_C3
+    out[9, 0], out[9, 1], out[9, 2], out[9, 3] = f * y * (3 * xx - yy), 6 * f * xy, f * (3 * xx - 3 * yy), 0.0
+    out[10, 0], out[10, 1], out[10, 2], out[10, 3] = g * xy * z, g * yz, g * xz, g * xy
+    out[11, 0], out[11, 1], out[11, 2], out[11, 3] = (h * y * (4 * zz - xx - yy), -2 * h * xy,
+                                                      h * (4 * zz - xx - 3 * yy), 8 * h * yz)
+    out[12, 0], out[12, 1], out[12, 2], out[12, 3] = (i * z * (2 * zz - 3 * xx - 3 * yy), -6 * i * xz, -6 * i * yz,
+                                                      i * (6 * zz - 3 * xx - 3 * yy))
+    out[13, 0], out[13, 1], out[13, 2], out[13, 3] = (j * x * (4 * zz - xx - yy), j * (4 * zz - 3 * xx - yy),
+                                                      -2 * j * xy, 8 * j * xz)
+    out[14, 0], out[14, 1], out[14, 2], out[14, 3] = k * z * (xx - yy), 2 * k * xz, -2 * k * yz, k * (xx - yy)
+    out[15, 0], out[15, 1], out[15, 2], out[15, 3] = m * x * (xx - 3 * yy), m * (3 * xx - 3 * yy), -6 * m * xy, 0.0
+
+
+@numba.njit(parallel=True, cache=True)
+def sh_forward(means, sh, index, centre, n_coeffs, colors):  # type: ignore[no-untyped-def]
+    """colors (M, 3) = max(basis(dir) . sh[index] + 0.5, 0) over the first n_coeffs coefficients,
+    dir = the unit vector from the camera centre to the mean."""
+    for mi in numba.prange(index.shape[0]):
+        gi = index[mi]
+        terms = np.empty((16, 4))
+        vx, vy, vz = means[gi, 0] - centre[0], means[gi, 1] - centre[1], means[gi, 2] - centre[2]
+        norm = max(math.sqrt(vx * vx + vy * vy + vz * vz), 1e-12)
+        _sh_terms(vx / norm, vy / norm, vz / norm, terms)
+        for ch in range(3):
+            s = 0.5
+            for k in range(n_coeffs):
+                s += terms[k, 0] * sh[gi, k, ch]
+            colors[mi, ch] = max(s, 0.0)
+
+
+@numba.njit(parallel=True, cache=True)
+def sh_backward(means, sh, index, centre, n_coeffs, d_colors, d_means, d_sh):  # type: ignore[no-untyped-def]
+    """Gradients of sh_forward to the coefficients and (through the view direction) to the means."""
+    for mi in numba.prange(index.shape[0]):
+        gi = index[mi]
+        terms = np.empty((16, 4))
+        vx, vy, vz = means[gi, 0] - centre[0], means[gi, 1] - centre[1], means[gi, 2] - centre[2]
+        norm = max(math.sqrt(vx * vx + vy * vy + vz * vz), 1e-12)
+        x, y, z = vx / norm, vy / norm, vz / norm
+        _sh_terms(x, y, z, terms)
+        gx = gy = gz = 0.0
+        for ch in range(3):
+            s = 0.5
+            for k in range(n_coeffs):
+                s += terms[k, 0] * sh[gi, k, ch]
+            if s < 0.0:  # clamped at 0
+                continue
+            g = d_colors[mi, ch]
+            for k in range(n_coeffs):
+                d_sh[gi, k, ch] += terms[k, 0] * g
+                gc = g * sh[gi, k, ch]
+                gx += gc * terms[k, 1]
+                gy += gc * terms[k, 2]
+                gz += gc * terms[k, 3]
+        dot = x * gx + y * gy + z * gz  # through the normalization
+        d_means[gi, 0] += (gx - x * dot) / norm
+        d_means[gi, 1] += (gy - y * dot) / norm
+        d_means[gi, 2] += (gz - z * dot) / norm

@@ -5,8 +5,8 @@ The image model is raster_torch's, which stays the reference this one is tested 
 and gradients): the same EWA projection and culling, the same (tile, Gaussian) pairs ordered by
 tile and front to back inside a tile, alpha = min(0.999, o exp(-sigma)) skipped below 1/255, a
 pixel finished once its transmittance would fall to 1e-4. What differs is how it runs:
-- projection: one pass over the Gaussians in cpu_kernels (no per-op tensors); the view-dependent
-  colour (SH) stays torch (autograd), as one basis x coefficients product on the visible Gaussians;
+- projection and view-dependent colour (SH): one pass over the Gaussians each in cpu_kernels
+  (no per-op tensors), the colour on the visible Gaussians only;
 - compositing: per tile, Gaussians front to back, each evaluated only on the pixels of its
   footprint box inside the tile, the tile stopping once all its pixels are saturated;
 - backward: per tile again, recomputing each pixel's transmittance exactly as the forward did.
@@ -21,10 +21,6 @@ import torch
 from ..render.cameras import Camera
 from . import cpu_kernels
 from .model import Gaussians
-from .raster_torch import _SH_C0 as SH_C0
-from .raster_torch import _SH_C1 as SH_C1
-from .raster_torch import _SH_C2 as SH_C2
-from .raster_torch import _SH_C3 as SH_C3
 from .raster_torch import Projection, Render, _tile_pairs, camera_tensors
 
 TILE_SIZE = 16
@@ -80,32 +76,34 @@ def project(g: Gaussians, camera: Camera, sh_degree: int | None = None) -> Proje
     vis = torch.nonzero(visible)[:, 0]
     vis = vis[torch.argsort(depths.detach()[vis], stable=True)]
     degree = g.sh_degree if sh_degree is None else min(sh_degree, g.sh_degree)
-    dirs = torch.nn.functional.normalize(g.means.index_select(0, vis) - centre.to(g.means.dtype), dim=-1)
-    basis = sh_basis(dirs, degree)  # (M, K)
-    coeffs = g.sh[:, :basis.shape[1]].index_select(0, vis)
-    colors = torch.clamp_min((basis[:, :, None] * coeffs).sum(1) + 0.5, 0.0)
+    colors = ShColor.apply(g.means, g.sh, vis, centre.numpy(), (degree + 1) ** 2)
     pick = lambda t: t.index_select(0, vis)  # noqa: E731
     return Projection(vis, pick(means2d), pick(conics), pick(depths), pick(opacities), colors, pick(extent))
 
 
-def sh_basis(dirs: torch.Tensor, degree: int) -> torch.Tensor:
-    """(M, K) real SH basis values along unit `dirs` (M, 3), 3DGS's signs and constants: the colour is
-    basis @ coefficients + 0.5 (raster_torch.eval_sh, written as one product so its backward is one
-    product too instead of a full-size zero tensor per coefficient)."""
-    ones = torch.ones_like(dirs[:, 0])
-    terms = [SH_C0 * ones]
-    if degree > 0:
-        x, y, z = dirs.unbind(-1)
-        terms += [-SH_C1 * y, SH_C1 * z, -SH_C1 * x]
-        if degree > 1:
-            xx, yy, zz, xy, yz, xz = x * x, y * y, z * z, x * y, y * z, x * z
-            terms += [SH_C2[0] * xy, SH_C2[1] * yz, SH_C2[2] * (2 * zz - xx - yy), SH_C2[3] * xz,
-                      SH_C2[4] * (xx - yy)]
-            if degree > 2:
-                terms += [SH_C3[0] * y * (3 * xx - yy), SH_C3[1] * xy * z, SH_C3[2] * y * (4 * zz - xx - yy),
-                          SH_C3[3] * z * (2 * zz - 3 * xx - 3 * yy), SH_C3[4] * x * (4 * zz - xx - yy),
-                          SH_C3[5] * z * (xx - yy), SH_C3[6] * x * (xx - 3 * yy)]
-    return torch.stack(terms, -1)
+def _native(t: torch.Tensor) -> np.ndarray:
+    return np.ascontiguousarray(t.detach().cpu().numpy())
+
+
+class ShColor(torch.autograd.Function):
+    """(means (N, 3), sh (N, K, 3)) -> colours (M, 3) of the Gaussians `index` (M,) seen from `centre`:
+    max(SH basis(view direction) . coefficients + 0.5, 0) over the first `n_coeffs` coefficients
+    (raster_torch.eval_sh). Computed in the model's dtype."""
+
+    @staticmethod
+    def forward(ctx, means, sh, index, centre, n_coeffs):  # type: ignore[override]
+        arrays = (_native(means), _native(sh), _native(index), centre.astype(np.float64))
+        colors = np.empty((len(index), 3), arrays[0].dtype)
+        cpu_kernels.sh_forward(*arrays, n_coeffs, colors)
+        ctx.arrays, ctx.n_coeffs = arrays, n_coeffs
+        return torch.from_numpy(colors)
+
+    @staticmethod
+    def backward(ctx, d_colors):  # type: ignore[override]
+        means, sh = ctx.arrays[0], ctx.arrays[1]
+        d_means, d_sh = np.zeros_like(means), np.zeros_like(sh)
+        cpu_kernels.sh_backward(*ctx.arrays, ctx.n_coeffs, _native(d_colors).astype(means.dtype), d_means, d_sh)
+        return torch.from_numpy(d_means), torch.from_numpy(d_sh), None, None, None
 
 
 class TileComposite(torch.autograd.Function):
