@@ -52,8 +52,8 @@ class Params:
     size: int = 256  # image size of the views the Gaussians are fitted to
     rounds: int = 2  # IM-3D refinement rounds (image path)
     iterations: int = 1000  # fitting iterations of the first fit (at most: a mesh fit stops early); each refit uses half
-    gaussians: int = 20000  # initial Gaussians (densification adds and removes)
-    max_gaussians: int = 60000  # densification stops growing the model here (a preview's budget)
+    gaussians: int = 0  # initial Gaussians (densification adds and removes); 0: size^2 / 2 within 2,000-20,000
+    max_gaussians: int = 0  # densification stops growing the model here; 0: twice the initial (a preview's budget)
     sh_degree: int = 3
     strength: float = 0.5  # noise strength of the first refinement round (later rounds use less)
     model: str = "wan2.1-i2v-14b-480p"  # orbit video model (registry name), image path
@@ -65,6 +65,10 @@ class Params:
     force_cpu: bool = False  # run a large video model on the CPU anyway
 
     def __post_init__(self) -> None:
+        if self.gaussians == 0:  # a preview: about one Gaussian per two pixels of a view
+            self.gaussians = int(min(20000, max(2000, self.size * self.size // 2)))
+        if self.max_gaussians == 0:
+            self.max_gaussians = 2 * self.gaussians
         if self.views < 2 or self.views > 1000:
             raise ValueError("views must be between 2 and 1000")
         if self.size < 16 or self.size > 4096:
