@@ -1,4 +1,4 @@
-"""Reconstruct: 3D Gaussians (3DGS PLY) from a textured mesh, or from one image (IM-3D).
+"""Reconstruct: 3D Gaussians (3DGS PLY) from a textured mesh, from one image (IM-3D), or from a view set.
 
 From a textured mesh (weight-free): render views of the asset with its base-colour texture from
 cameras spread over the sphere, initialize flat Gaussians on its surface with the texture's
@@ -7,6 +7,8 @@ From an image: a video model makes the orbit video (frame 0 = the image's view),
 fitted to it, then `rounds` times: render the fit at the orbit cameras, noise the renders to a
 strength and denoise them with the video model (video-to-video), refit. A white mesh given with the
 image places the initial Gaussians on its surface.
+From a view set (posed images, transforms.json): Gaussians fitted to them (reconstruct_views.py);
+a mesh given with it places the initial Gaussians and checks the cameras' frame (`views_frame`).
 The PLY is in the input's frame: the mesh file's coordinates, or for an image alone the unit box
 around the origin with +Y up (glTF convention), the image's view looking down -Z.
 Module-level imports stay torch-free (the service's HTTP process imports this for INPUTS/Params).
@@ -24,7 +26,8 @@ import numpy as np
 
 from ..errors import InputError
 from ..progress import Progress, sub_progress
-from . import output_paths
+from ..render.views_frame import VIEWS_FRAMES, ViewsFrame
+from . import add_views_frame_argument, output_paths
 
 if TYPE_CHECKING:
     import torch
@@ -40,6 +43,7 @@ OPTIONAL_INPUTS = {
     "mesh": "a textured mesh (GLB/glTF/OBJ/PLY) to turn into Gaussians, or a white mesh that places the "
             "initial Gaussians when an image is given",
     "image": "an image of the subject (PNG/JPG; alpha or a plain background) to reconstruct with the video model",
+    "view_set": "posed images to fit the Gaussians to: a view-set folder with transforms.json, or a .zip of it",
 }
 BACKGROUND = (1.0, 1.0, 1.0)
 SUBJECT_FILL = 0.7  # the subject's larger side, as a fraction of the frame, in the orbit views
@@ -63,12 +67,15 @@ class Params:
     seed: int = 0
     device: str = "auto"
     force_cpu: bool = False  # run a large video model on the CPU anyway
+    views_frame: ViewsFrame = "auto"  # frame of a view set's cameras: gltf | blender | auto (checked against the mesh)
 
     def __post_init__(self) -> None:
         if self.gaussians == 0:  # a preview: about one Gaussian per two pixels of a view
             self.gaussians = int(min(20000, max(2000, self.size * self.size // 2)))
         if self.max_gaussians == 0:
             self.max_gaussians = 2 * self.gaussians
+        if self.views_frame not in VIEWS_FRAMES:
+            raise ValueError(f"unknown views_frame {self.views_frame!r}; use one of {', '.join(VIEWS_FRAMES)}")
         if self.views < 2 or self.views > 1000:
             raise ValueError("views must be between 2 and 1000")
         if self.size < 16 or self.size > 4096:
@@ -86,9 +93,12 @@ class Params:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    source = parser.add_argument_group("input (a textured mesh, an image, or an image and a white mesh)")
+    source = parser.add_argument_group("input (a textured mesh, an image, or an image and a white mesh, "
+                                       "or a view set with or without a mesh)")
     source.add_argument("--mesh", help=OPTIONAL_INPUTS["mesh"])
     source.add_argument("--image", help=OPTIONAL_INPUTS["image"])
+    source.add_argument("--view-set", dest="view_set", help=OPTIONAL_INPUTS["view_set"])
+    add_views_frame_argument(parser)
     parser.add_argument("--out", required=True, help="OUT.ply (side results in OUT_files/) or a folder")
     defaults = Params()
     for name, kind, text in (
@@ -249,14 +259,20 @@ def run(inputs: dict[str, Path], params: Params, out_dir: Path, progress: Progre
     inputs = {k: Path(v) for k, v in inputs.items() if v is not None}
     unknown = set(inputs) - set(OPTIONAL_INPUTS)
     if unknown:
-        raise InputError(f"reconstruct takes a mesh and/or an image, not {', '.join(sorted(unknown))}")
+        raise InputError(f"reconstruct takes a mesh, an image and/or a view set, not {', '.join(sorted(unknown))}")
     if not inputs:
         raise InputError("reconstruct needs a textured mesh (--mesh), an image (--image), or an image and a white mesh")
+    if "image" in inputs and "view_set" in inputs:
+        raise InputError("reconstruct takes an image or a view set, not both")
     for role, path in inputs.items():
-        if not path.is_file():
+        if not path.is_file() and not (role == "view_set" and path.is_dir()):
             raise InputError(f"{path}: no such {role} file")
     ply, side = _outputs(Path(out_dir), inputs)
-    if "image" in inputs:
+    if "view_set" in inputs:
+        from .reconstruct_views import from_views
+
+        report = from_views(inputs["view_set"], inputs.get("mesh"), params, ply, side, progress)
+    elif "image" in inputs:
         report = _from_image(inputs["image"], inputs.get("mesh"), params, ply, side, progress)
     else:
         report = _from_mesh(inputs["mesh"], params, ply, side, progress)
