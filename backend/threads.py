@@ -17,6 +17,7 @@ import time
 from .errors import InputError
 
 _blas_limits = None  # threadpoolctl's limiter, kept so the limit lasts
+REBALANCE_EVERY_S = 2.0
 
 
 def usable_cores() -> int:
@@ -62,10 +63,13 @@ def _busy_cores(sample_s: float) -> float | None:
 
 def configure(threads: int | None = None) -> int:
     """Set every thread pool to `threads` (None or 0: `free_cores()`); returns the number used."""
-    global _blas_limits
     if threads is not None and threads < 0:
         raise InputError(f"--threads must be positive (or 0 for what is free), got {threads}")
-    n = free_cores() if not threads else min(int(threads), usable_cores())
+    return _set(free_cores() if not threads else min(int(threads), usable_cores()))
+
+
+def _set(n: int) -> int:
+    global _blas_limits
     # runtime calls, not OMP_NUM_THREADS & co: those are read once at load and would cap later jobs;
     # Mesa's llvmpipe (moderngl's EGL rendering) reads its variable when a process's first context starts
     os.environ["LP_NUM_THREADS"] = str(n)
@@ -88,3 +92,52 @@ def configure(threads: int | None = None) -> int:
 
     _blas_limits = threadpool_limits(limits=n)
     return n
+
+
+def _machine_and_own() -> tuple[float, float, float, float] | None:
+    """(busy jiffies of all cores, all jiffies, this process's CPU seconds, wall seconds)."""
+    try:
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = values[3] + (values[4] if len(values) > 4 else 0)
+    own = os.times()
+    return sum(values) - idle, sum(values), own.user + own.system, time.monotonic()
+
+
+class Rebalancing:
+    """A Progress that passes reports on and, every REBALANCE_EVERY_S while a job runs, sets the
+    thread pools again to the cores other processes leave free (their share of the machine since
+    the last check: all cores' busy time less this process's own), when that number changed. So a
+    job that started on an idle machine steps down to one thread when another job starts beside
+    it, and back up when it ends. Only for threads picked automatically (`--threads 0`)."""
+
+    def __init__(self, progress, threads: int) -> None:  # type: ignore[no-untyped-def]
+        self.progress, self.auto = progress, not threads
+        self.cores = usable_cores()
+        self.current = torch_threads()
+        self.last = _machine_and_own()
+
+    def __call__(self, fraction: float, stage: str) -> None:
+        if self.auto and self.last is not None and time.monotonic() - self.last[3] >= REBALANCE_EVERY_S:
+            self.rebalance()
+        self.progress(fraction, stage)
+
+    def rebalance(self) -> int:
+        now = _machine_and_own()
+        if now is None or self.last is None or now[1] <= self.last[1]:
+            return self.current
+        machine = (os.cpu_count() or 1) * (now[0] - self.last[0]) / (now[1] - self.last[1])
+        own = (now[2] - self.last[2]) / max(now[3] - self.last[3], 1e-6)
+        self.last = now
+        free = max(1, min(self.cores, math.floor(self.cores - max(machine - own, 0.0) + 0.5)))
+        if free != self.current:
+            self.current = _set(free)
+        return self.current
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()

@@ -109,7 +109,11 @@ def bench_fit(asset: Path, args: argparse.Namespace, workdir: Path) -> None:
             values[key] = getattr(args, key)
     params = parse_params(reconstruct.Params, values)
     wall, cpu = time.perf_counter(), time.process_time()
-    results = reconstruct.run({"mesh": asset}, params, workdir / "g.ply", lambda f, s: None)
+    from backend import threads
+
+    # as the CLI runs it: threads re-picked from the free cores while the fit runs (unless --threads)
+    progress = threads.Rebalancing(lambda f, s: None, args.threads)
+    results = reconstruct.run({"mesh": asset}, params, workdir / "g.ply", progress)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     report = __import__("json").loads(results["report"].read_text())
 
@@ -123,7 +127,8 @@ def bench_fit(asset: Path, args: argparse.Namespace, workdir: Path) -> None:
     ours, base_db = psnr(rendered, held_images), psnr(base, held_images)
     print(f"fit: reconstruct --views {params.views} --size {params.size}: {wall:.1f} s wall end to end "
           f"(fit {report['fit_seconds']:.1f} s, {report['iterations']} of {params.iterations} iterations, "
-          f"stopped early: {report['stopped_early']}), process CPU {cpu:.1f} s, {torch.get_num_threads()} thread(s), "
+          f"stopped early: {report['stopped_early']}), process CPU {cpu:.1f} s, {torch.get_num_threads()} thread(s) "
+          f"at the end, "
           f"{report['rasterizer']} rasterizer; Gaussians {params.gaussians} -> {report['gaussians']} "
           f"({report['densification']})")
     print(f"held-out PSNR on {args.heldout} unseen views: {ours:.2f} dB (baseline initial Gaussians {base_db:.2f} dB, "

@@ -63,7 +63,7 @@ def beside_load(frames: int, size: int, texture_size: int) -> None:
     from backend import threads
 
     def run(label: str, thread_count: int) -> float:
-        used = threads.configure(thread_count)
+        used = threads.configure(thread_count)  # the CLI also re-picks them while it runs: threads.Rebalancing
         with tempfile.TemporaryDirectory() as tmp:
             _, seconds = run_texture(ROOT / "samples" / "vase.glb", ROOT / "samples" / "vase_reference.png",
                                      Path(tmp) / "vase.glb", frames, size, texture_size)

@@ -22,6 +22,7 @@ from typing import Any
 
 from ..errors import Cancelled, OrbitexError
 from ..pipelines import parse_params
+from ..threads import Rebalancing
 from ..threads import configure as configure_threads
 from . import registry
 from .layout import DataLayout
@@ -90,7 +91,7 @@ def run_job(store: JobStore, layout: DataLayout, job: Job, worker: str, threads:
         module = registry.load(job.type)
         params = parse_params(module.Params, job.params)
         inputs = {role: job_dir / "inputs" / info["file"] for role, info in job.inputs.items()}
-        results = module.run(inputs, params, results_dir, progress)
+        results = module.run(inputs, params, results_dir, Rebalancing(progress, threads))
         entries = collect_results(results, results_dir, progress)
     except Cancelled as exc:
         store.finish(job.id, worker, "cancelled", str(exc))
