@@ -6,6 +6,7 @@ dependency is broken, and `models` needs no torch.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import logging
@@ -56,10 +57,15 @@ def run_pipeline(name: str, args: argparse.Namespace) -> int:
         notes.addHandler(logging.StreamHandler())
         notes.setLevel(logging.INFO)
     bar = BarProgress()
-    try:
-        results = module.run(inputs, params, Path(args.out), bar)
-    finally:
-        bar.close()
+    with contextlib.ExitStack() as stack:
+        if getattr(args, "allow_outside_paths", False):  # bake: the user's own files, on request
+            from .assets.viewset import outside_paths_allowed
+
+            stack.enter_context(outside_paths_allowed())
+        try:
+            results = module.run(inputs, params, Path(args.out), bar)
+        finally:
+            bar.close()
     print(json.dumps({k: str(v) for k, v in results.items()}, indent=2))
     return 0
 

@@ -15,6 +15,8 @@ Layout written: images/NAME.png, masks/NAME.png, and one folder per extra image 
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import math
 from dataclasses import dataclass, field
@@ -30,6 +32,19 @@ from .images import read_image, write_png
 TRANSFORMS = "transforms.json"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".exr", ".webp", ".tif", ".tiff", ".bmp")
 _INTRINSIC_KEYS = ("fl_x", "fl_y", "cx", "cy", "w", "h", "camera_angle_x", "camera_angle_y")
+# Whether paths in transforms.json may lead outside the view set's folder: never in the service;
+# the CLI allows it on request (bake --allow-outside-paths) for a user's own files.
+_OUTSIDE_PATHS_ALLOWED = contextvars.ContextVar("orbitex_outside_paths_allowed", default=False)
+
+
+@contextlib.contextmanager
+def outside_paths_allowed():  # type: ignore[no-untyped-def]
+    """Within this block, read_viewset follows paths that leave the view set's folder."""
+    token = _OUTSIDE_PATHS_ALLOWED.set(True)
+    try:
+        yield
+    finally:
+        _OUTSIDE_PATHS_ALLOWED.reset(token)
 
 
 @dataclass(frozen=True)
@@ -49,6 +64,7 @@ def read_viewset(folder: str | Path, max_views: int | None = None) -> ViewSet:
     Raises InputError naming transforms.json, the frame or the file for anything unusable."""
     folder = Path(folder)
     meta = _load_transforms(folder / TRANSFORMS)
+    check_paths(folder, meta)
     frames = meta["frames"]
     if max_views is not None and 0 < max_views < len(frames):
         frames = [frames[int(i)] for i in np.linspace(0, len(frames) - 1, max_views).round()]
@@ -62,11 +78,12 @@ def read_viewset(folder: str | Path, max_views: int | None = None) -> ViewSet:
         if not isinstance(name, str) or not name:
             raise InputError(f"{TRANSFORMS}: {label} has no file_path")
         names.append(name)
-        image = None if render_only else read_image(_resolve_image(folder, name, label))
+        image = None if render_only else read_image(_resolve_image(folder, name, label, f"frame {index} file_path"))
         cameras.append(_camera(meta, frame, label, image))
         mask = None
         if isinstance(frame.get("mask_path"), str):
-            mask_image = read_image(_resolve_image(folder, frame["mask_path"], f"{label} mask"))
+            mask_image = read_image(_resolve_image(folder, frame["mask_path"], f"{label} mask",
+                                                   f"frame {index} mask_path"))
             _check_shape(mask_image, cameras[-1], f"{label} mask {frame['mask_path']}")
             mask = _mask_from_image(mask_image)
         if image is not None:
@@ -113,15 +130,44 @@ def _frame_label(frame: Any, index: int) -> str:
     return f"frame {index}" + (f" ({name})" if isinstance(name, str) else "")
 
 
-def _resolve_image(folder: Path, name: str, label: str) -> Path:
-    """A frame's image file: the path as given, else with a known image extension added."""
-    path = folder / name
-    if path.is_file():
+def check_paths(folder: Path, meta: dict[str, Any]) -> None:
+    """Every path in transforms.json (file_path, mask_path, any other *_path, top level or per
+    frame) must stay inside `folder` once symlinks are resolved. The error names the frame and the
+    key only: nothing about where the path leads or whether something is there."""
+    if _OUTSIDE_PATHS_ALLOWED.get():
+        return
+    places = [("the top level", meta)] + [(f"frame {i}", f) for i, f in enumerate(meta.get("frames", []))
+                                           if isinstance(f, dict)]
+    for where, entry in places:
+        for key, value in entry.items():
+            if key.endswith("_path") and isinstance(value, str):
+                _inside(folder, folder / value, f"{where} {key}")
+
+
+def _inside(folder: Path, path: Path, what: str) -> Path:
+    """`path`, refused unless it resolves inside folder (or outside paths are allowed)."""
+    if _OUTSIDE_PATHS_ALLOWED.get():
         return path
-    for suffix in IMAGE_SUFFIXES:
-        for candidate in (path.with_name(path.name + suffix), path.with_name(path.name + suffix.upper())):
-            if candidate.is_file():
-                return candidate
+    try:
+        inside = path.resolve().is_relative_to(folder.resolve())
+    except (OSError, ValueError, RuntimeError):  # NUL bytes, symlink loops
+        inside = False
+    if not inside:
+        raise InputError(f"{TRANSFORMS}: {what} leads outside the view set folder; paths in {TRANSFORMS}"
+                         " must be relative and stay inside its folder")
+    return path
+
+
+def _resolve_image(folder: Path, name: str, label: str, what: str) -> Path:
+    """A frame's image file: the path as given, else with a known image extension added. Every
+    candidate is checked to stay inside the folder before any is looked for (no existence leaks)."""
+    path = _inside(folder, folder / name, what)
+    candidates = [path] + [path.with_name(path.name + s) for suffix in IMAGE_SUFFIXES for s in (suffix, suffix.upper())]
+    for candidate in candidates:
+        _inside(folder, candidate, what)
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
     raise InputError(f"{TRANSFORMS}: image of {label} not found ({name})")
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import zipfile
 from pathlib import Path
 
 from ..bake.params import METHODS, BakeParams
@@ -52,19 +51,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="skip aligning each view (optical flow + colour gain/offset) to the surface before selection")
     parser.add_argument("--rasterizer", choices=["auto", "moderngl", "torch", "nvdiffrast"], help="G-buffer rasterizer")
     add_views_frame_argument(parser)
+    parser.add_argument("--allow-outside-paths", action="store_true",
+                        help="follow paths in transforms.json that lead outside the view set's folder (absolute,"
+                             " '..', symlinks); refused by default and always refused by the service")
 
 
 def _extract_views(archive: Path, into: Path) -> Path:
-    """Unpack a view-set zip (refusing paths that leave the folder); the folder with transforms.json."""
-    try:
-        with zipfile.ZipFile(archive) as zf:
-            for member in zf.infolist():
-                target = (into / member.filename).resolve()
-                if not str(target).startswith(str(into.resolve())):
-                    raise InputError(f"{archive.name}: member {member.filename!r} points outside the archive")
-            zf.extractall(into)
-    except zipfile.BadZipFile:
-        raise InputError(f"{archive.name}: not a readable zip file") from None
+    """Unpack a view-set zip within the archive limits; the folder with transforms.json."""
+    from ..assets.archive import extract_zip
+
+    extract_zip(archive, into)
     found = sorted(into.rglob("transforms.json"), key=lambda p: len(p.parts))
     if not found:
         raise InputError(f"{archive.name}: the archive holds no transforms.json")
@@ -96,7 +92,9 @@ def run(inputs: dict[str, Path], params: BakeParams, out_dir: Path, progress: Pr
     target = load_bake_target(mesh_path, params.uv_map)
     mesh = target.mesh
     progress(0.01, "reading views")
-    with tempfile.TemporaryDirectory(prefix="orbitex_views_") as tmp:
+    glb_path.parent.mkdir(parents=True, exist_ok=True)
+    # unpacked beside the result (in the service: inside the job's folder), removed once read
+    with tempfile.TemporaryDirectory(prefix=".views_", dir=glb_path.parent) as tmp:
         if views_path.is_file() and views_path.suffix.lower() == ".zip":
             folder = _extract_views(views_path, Path(tmp))
         elif views_path.is_dir():
