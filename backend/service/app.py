@@ -1,7 +1,11 @@
 """The HTTP API (FastAPI). It stores uploads and job records and serves results; it never runs a
 pipeline (the worker process does) and never imports torch.
 
-    GET  /health                       {"ok": true, "version", "job_types"}   (no token needed)
+    GET  /health                       {"ok": true, "version", "job_types", "job_states", "final_job_states"}
+                                       (no token needed)
+    GET  /job-types                    {"job_types": {type: {"description", "inputs", "params"}}}: each type's
+                                       input roles and its params as JSON Schema (types, defaults, choices)
+    GET  /openapi.json                 the API's OpenAPI schema
     POST /jobs                         multipart: field 'spec' = {"type", "params"} + one file per input role
     GET  /jobs                         {"jobs": [job, ...]} newest first
     GET  /jobs/{id}                    job: id, type, state, progress, stage, message, results, times
@@ -10,7 +14,6 @@ pipeline (the worker process does) and never imports torch.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -25,10 +28,11 @@ from starlette.requests import ClientDisconnect
 
 from .. import __version__
 from ..errors import InputError
-from . import registry, uploads
+from . import registry, spec, uploads
 from .auth import BearerAuth
 from .layout import DataLayout, is_job_id
-from .store import FINAL_STATES, Job, JobStore
+from .public import json_safe, public_job
+from .store import FINAL_STATES, STATES, Job, JobState, JobStore
 from .supervisor import WorkerSupervisor
 
 log = logging.getLogger("orbitex.service")
@@ -55,13 +59,16 @@ def create_app(state: ServiceState) -> Any:
             await run_in_threadpool(state.supervisor.stop)
 
     app = FastAPI(title="Orbitex backend", version=__version__, lifespan=lifespan,
-                  docs_url=None, redoc_url=None, openapi_url=None)
+                  docs_url=None, redoc_url=None, openapi_url="/openapi.json")
 
     def find_job(job_id: str) -> Job:
         job = state.store.get(job_id) if is_job_id(job_id) else None
         if job is None:
             raise HTTPException(404, f"no job with id {job_id[:40]!r}")
         return job
+
+    def shown(job: Job, status_code: int = 200) -> JSONResponse:
+        return JSONResponse(public_job(job, state.layout), status_code=status_code)
 
     @app.exception_handler(Exception)
     async def internal_error(_: Request, exc: Exception) -> JSONResponse:
@@ -70,20 +77,32 @@ def create_app(state: ServiceState) -> Any:
 
     @app.get("/health")
     def health() -> dict[str, Any]:
-        return {"ok": True, "version": __version__, "job_types": sorted(registry.job_types())}
+        return {"ok": True, "version": __version__, "job_types": sorted(registry.job_types()),
+                "job_states": list(STATES), "final_job_states": list(FINAL_STATES)}
+
+    @app.get("/job-types")
+    def job_types() -> JSONResponse:
+        described: dict[str, Any] = {}
+        for name in sorted(registry.job_types()):
+            try:
+                described[name] = _describe(name)
+            except Exception as exc:  # a broken pipeline module: say so, describe the others
+                log.exception("cannot describe job type %s", name)
+                described[name] = {"unavailable": f"{type(exc).__name__}: {exc}"}
+        return JSONResponse(json_safe({"job_types": described})[0])
 
     @app.get("/jobs")
-    def list_jobs() -> dict[str, Any]:
-        return {"jobs": [job.public() for job in state.store.list()]}
+    def list_jobs() -> JSONResponse:
+        return JSONResponse({"jobs": [public_job(job, state.layout) for job in state.store.list()]})
 
-    @app.get("/jobs/{job_id}")
-    def get_job(job_id: str) -> dict[str, Any]:
-        return find_job(job_id).public()
+    @app.get("/jobs/{job_id}", operation_id="get_job")
+    def get_job(job_id: str) -> JSONResponse:
+        return shown(find_job(job_id))
 
-    @app.get("/jobs/{job_id}/results/{name}")
+    @app.get("/jobs/{job_id}/results/{name}", operation_id="get_result")
     def get_result(job_id: str, name: str) -> FileResponse:
         job = find_job(job_id)
-        if job.state != "done":
+        if job.state != JobState.DONE:
             raise HTTPException(409, f"job {job.id} is {job.state}; results are served once it is done")
         entry = next((r for r in job.results if name in (r["name"], os.path.basename(r["file"]))), None)
         if entry is None:
@@ -95,16 +114,16 @@ def create_app(state: ServiceState) -> Any:
             raise HTTPException(404, f"result {entry['name']!r} of job {job.id} is missing from the data folder")
         return FileResponse(path, filename=path.name)
 
-    @app.post("/jobs/{job_id}/cancel")
+    @app.post("/jobs/{job_id}/cancel", operation_id="cancel_job")
     def cancel_job(job_id: str) -> JSONResponse:
         before = find_job(job_id)
-        if before.state in FINAL_STATES and before.state != "cancelled":
+        if before.state in FINAL_STATES and before.state != JobState.CANCELLED:
             raise HTTPException(409, f"job {before.id} already ended ({before.state}); nothing to cancel")
         state.store.cancel(before.id)
         job = find_job(job_id)
-        return JSONResponse(job.public(), status_code=202 if job.state == "running" else 200)
+        return shown(job, 202 if job.state == JobState.RUNNING else 200)
 
-    @app.post("/jobs", status_code=201)
+    @app.post("/jobs", status_code=201, openapi_extra=_SUBMIT_BODY)
     async def submit_job(request: Request) -> JSONResponse:
         job_id = state.store.new_id()
         staging = state.layout.upload_dir(job_id)
@@ -112,7 +131,7 @@ def create_app(state: ServiceState) -> Any:
         try:
             upload = await uploads.receive(request.stream(), request.headers.get("content-type"),
                                            request.headers.get("content-length"), staging, state.max_upload_bytes)
-            job_type, params = _parse_spec(upload.spec)
+            job_type, params = spec.parse_spec(upload.spec)
             try:
                 kind = await run_in_threadpool(registry.kind, job_type)
             except InputError:
@@ -121,47 +140,78 @@ def create_app(state: ServiceState) -> Any:
                 log.exception("cannot load job type %s", job_type)
                 raise HTTPException(503, f"job type {job_type!r} is unavailable on this backend"
                                          f" ({type(exc).__name__}: {exc})") from None
-            kind.parse_params(params)
+            params = spec.normalised(params, kind.parse_params(params))
             _check_inputs(kind, upload)
             job_dir = state.layout.job_dir(job_id)
             job_dir.mkdir(mode=0o700)
             os.replace(staging, job_dir / "inputs")
             inputs = {role: {"file": s.file, "filename": s.filename, "size": s.size}
                       for role, s in upload.inputs.items()}
-            job = state.store.create(job_id, job_type, params or {}, inputs)
+            job = state.store.create(job_id, job_type, params, inputs)
         except uploads.UploadError as exc:
-            return JSONResponse({"detail": exc.detail}, status_code=exc.status)
+            return JSONResponse({"detail": json_safe(exc.detail)[0]}, status_code=exc.status)
         except InputError as exc:
-            return JSONResponse({"detail": str(exc)}, status_code=400)
+            return JSONResponse({"detail": json_safe(str(exc))[0]}, status_code=400)
         except ClientDisconnect:
             return JSONResponse({"detail": "the client disconnected during the upload"}, status_code=400)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         state.supervisor.wake()
-        return JSONResponse(job.public(), status_code=201)
+        return shown(job, 201)
 
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return BearerAuth(app, state.token)
 
 
-def _parse_spec(raw: bytes | None) -> tuple[str, dict[str, Any] | None]:
-    example = 'e.g. {"type": "render-orbit", "params": {"frames": 8}}'
-    if raw is None:
-        raise InputError(f"missing form field 'spec' (JSON {example})")
-    try:
-        spec = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"form field 'spec' is not valid JSON ({exc}); {example}") from None
-    if not isinstance(spec, dict):
-        raise InputError(f"form field 'spec' must be a JSON object, {example}")
-    unknown = sorted(set(spec) - {"type", "params"})
-    if unknown:
-        raise InputError(f"unknown key(s) in spec: {', '.join(unknown)}; a spec has 'type' and 'params'")
-    if not isinstance(spec.get("type"), str) or not spec["type"]:
-        raise InputError(f"spec needs a 'type' (the job type), {example}")
-    params = spec.get("params")
-    if params is not None and not isinstance(params, dict):
-        raise InputError("spec 'params' must be a JSON object")
-    return spec["type"], params
+# POST /jobs reads its multipart body as a stream (uploads.receive), so FastAPI cannot infer it;
+# the input roles of the job types are added when the schema is first asked for (_openapi).
+_SUBMIT_BODY: dict[str, Any] = {
+    "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+        "type": "object", "required": ["spec"], "properties": {
+            "spec": {"type": "string", "contentMediaType": "application/json",
+                     "description": 'JSON {"type": JOB_TYPE, "params": {...}} (see GET /job-types)'}}}}}},
+    # the id of a new job feeds the job's other operations (schemathesis' stateful phase follows these)
+    "responses": {"201": {"description": "the job, queued", "links": {
+        name: {"operationId": operation, "parameters": {"job_id": "$response.body#/id"}}
+        for name, operation in (("GetJob", "get_job"), ("CancelJob", "cancel_job"), ("GetResult", "get_result"))}}},
+}
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema is None:
+        from fastapi.openapi.utils import get_openapi
+
+        schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+        form = schema["paths"]["/jobs"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+        for job_type in sorted(registry.job_types()):
+            try:
+                kind = registry.kind(job_type)
+            except Exception:  # a broken pipeline module: GET /job-types says so
+                continue
+            for role, text in {**kind.inputs, **kind.optional_inputs}.items():
+                form["properties"].setdefault(role, {"type": "string", "format": "binary", "description": ""})
+                form["properties"][role]["description"] += f"{job_type}: {text}. "
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
+_PARAM_SCHEMAS: dict[str, dict[str, Any]] = {}
+
+
+def _describe(job_type: str) -> dict[str, Any]:
+    """A job type's inputs and its params as JSON Schema (made by pydantic from the Params dataclass)."""
+    if job_type not in _PARAM_SCHEMAS:
+        import pydantic
+
+        module = registry.load(job_type)
+        kind = registry.kind(job_type)
+        params = pydantic.TypeAdapter(kind.params_cls).json_schema(mode="serialization")
+        params["additionalProperties"] = False  # parse_params refuses unknown names
+        inputs = {role: {"description": text, "required": True} for role, text in kind.inputs.items()}
+        inputs |= {role: {"description": text, "required": False} for role, text in kind.optional_inputs.items()}
+        _PARAM_SCHEMAS[job_type] = json_safe({
+            "description": (module.__doc__ or job_type).strip().splitlines()[0], "inputs": inputs, "params": params})[0]
+    return _PARAM_SCHEMAS[job_type]
 
 
 def _check_inputs(kind: registry.JobKind, upload: uploads.Upload) -> None:

@@ -43,13 +43,15 @@ class BearerAuth:
 
     def __init__(self, app: ASGIApp, token: str) -> None:
         self.app = app
-        self._expected = f"Bearer {token}".encode()
+        self._token = token.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
             return await self.app(scope, receive, send)
         given = dict(scope["headers"]).get(b"authorization", b"")
-        if hmac.compare_digest(given, self._expected):
+        scheme, _, credentials = given.strip().partition(b" ")
+        # the scheme is case-insensitive (RFC 9110, 11.1); the token itself is compared exactly
+        if scheme.lower() == b"bearer" and hmac.compare_digest(credentials.strip(b" \t"), self._token):
             return await self.app(scope, receive, send)
         detail = ("wrong bearer token" if given else
                   "missing bearer token: send 'Authorization: Bearer <token>' (the token is in the file"

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import IO
 
+from ..assets import archive
 from .auth import ensure_token
 from .layout import DATA_ENV, DataLayout, default_data_dir
 from .store import JobStore
@@ -35,13 +36,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="largest accepted job upload in MiB (default 2048)")
     parser.add_argument("--cancel-grace-s", type=float, default=CANCEL_GRACE_S,
                         help="seconds a running job may take to stop after a cancel before its worker is killed")
+    parser.add_argument("--archive-max-mb", type=float, default=None,
+                        help="largest total uncompressed size of an uploaded archive (view-set zip) in MiB"
+                             " (default 16384)")
+    parser.add_argument("--archive-max-files", type=int, default=None,
+                        help="most files in an uploaded archive (default 50000)")
+    parser.add_argument("--archive-max-ratio", type=float, default=None,
+                        help="largest compression ratio of an uploaded archive or of a member over 1 MiB (default 200)")
     parser.add_argument("--new-token", action="store_true", help="replace the token in <data>/token with a new one")
     parser.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
 
 
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on accepted sockets whose proto says TCP.
+    # Without it, a reply's headers and body (two writes) wait for the client's delayed ACK: +40 ms
+    # per request on a kept-alive connection (bench/service_latency.py).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     sock.listen(128)
@@ -80,6 +91,14 @@ def run(args: argparse.Namespace) -> int:
     if args.max_upload_mb <= 0:
         print("error: --max-upload-mb must be positive", file=sys.stderr)
         return 2
+    for option, env in ((args.archive_max_mb, archive.MAX_MB_ENV), (args.archive_max_files, archive.MAX_FILES_ENV),
+                        (args.archive_max_ratio, archive.MAX_RATIO_ENV)):
+        if option is not None:
+            if not option > 0:
+                print(f"error: --{env.removeprefix('ORBITEX_').lower().replace('_', '-')} must be positive",
+                      file=sys.stderr)
+                return 2
+            os.environ[env] = str(option)  # read where archives are extracted: the worker, which inherits it
     layout = DataLayout(args.data or default_data_dir())
     try:
         layout.create()

@@ -9,17 +9,34 @@ still owns while they are running, so a stale worker can never overwrite a newer
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import time
 import uuid
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Iterator
 
-STATES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
-FINAL_STATES = ("done", "failed", "cancelled", "interrupted")
+log = logging.getLogger("orbitex.service")
+
+
+class JobState(StrEnum):
+    """The one list of job states: the store writes them, the API serves them (GET /health), the
+    add-on's job logic mirrors them (addon/jobs.py, kept in sync by tests/backend/test_service_schema.py)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"  # its process went away while it ran (backend stopped or restarted)
+
+
+STATES = tuple(JobState)
+FINAL_STATES = (JobState.DONE, JobState.FAILED, JobState.CANCELLED, JobState.INTERRUPTED)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -79,10 +96,26 @@ class Job:
         }
 
 
+_JSON_COLUMNS = {"params": dict, "inputs": dict, "results": list}
+
+
 def _row_to_job(row: sqlite3.Row) -> Job:
+    """A row as a Job. A damaged JSON column (a row written by an older version, or edited by
+    hand) is reported in the job's message and read as empty, so one bad row never breaks a listing."""
     values = dict(row)
-    for key in ("params", "inputs", "results"):
-        values[key] = json.loads(values[key])
+    damaged = []
+    for key, kind in _JSON_COLUMNS.items():
+        try:
+            values[key] = json.loads(values[key])
+        except (TypeError, ValueError, RecursionError):
+            values[key] = None
+        if not isinstance(values[key], kind):
+            damaged.append(key)
+            values[key] = kind()
+    if damaged:
+        log.warning("job %s: stored %s unreadable", values.get("id"), ", ".join(damaged))
+        values["message"] = (f"(the stored {', '.join(damaged)} of this job are unreadable) "
+                             + str(values.get("message") or ""))
     return Job(**values)
 
 
@@ -119,7 +152,7 @@ class JobStore:
         self._execute(
             "INSERT INTO jobs (id, type, state, stage, params, inputs, created, updated)"
             " VALUES (?, ?, 'queued', 'queued', ?, ?, ?, ?)",
-            (job_id, job_type, json.dumps(params), json.dumps(inputs), stamp, stamp))
+            (job_id, job_type, json.dumps(params, allow_nan=False), json.dumps(inputs, allow_nan=False), stamp, stamp))
         job = self.get(job_id)
         assert job is not None
         return job
@@ -148,7 +181,7 @@ class JobStore:
     def mark_interrupted(self, message: str, worker: str | None = None) -> int:
         """Running jobs (of one worker, or all) become interrupted: their process is gone."""
         stamp = now_iso()
-        sql = ("UPDATE jobs SET state = 'interrupted', message = ?, updated = ?, finished = ?"
+        sql = ("UPDATE jobs SET state = 'interrupted', stage = 'interrupted', message = ?, updated = ?, finished = ?"
                " WHERE state = 'running'")
         args: tuple[Any, ...] = (message, stamp, stamp)
         if worker is not None:

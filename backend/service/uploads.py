@@ -8,6 +8,7 @@ so far, not on a Content-Length the client may not send or may lie about.
 from __future__ import annotations
 
 import re
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, AsyncIterator, BinaryIO
@@ -22,6 +23,8 @@ MAX_PARTS = 32
 DRAIN_BYTES = 64 << 20
 
 _ROLE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+# RFC 6266 / RFC 8187 extended parameter: filename*=CHARSET'LANGUAGE'PERCENT-ENCODED
+_EXTENDED_FILENAME = re.compile(rb"""(?:^|;)\s*filename\*\s*=\s*([A-Za-z0-9!#$%&+^_`{}~-]*)'[^']*'([^;\s]*)""")
 _SUFFIX = re.compile(r"\.[a-z0-9]{1,10}")
 
 
@@ -56,6 +59,20 @@ def display_name(filename: str) -> str:
     """A client's file name reduced to something harmless to echo back (no path, no controls)."""
     base = filename.replace("\\", "/").rsplit("/", 1)[-1]
     return "".join(c for c in base if c.isprintable())[:200]
+
+
+def filename_of(disposition: bytes, options: dict[bytes, bytes]) -> str:
+    """The client's file name of a form part: `filename*=` when given (it wins, RFC 6266 4.3), else
+    `filename=`. python-multipart's header parser knows only the latter."""
+    extended = _EXTENDED_FILENAME.search(disposition)
+    if extended:
+        charset = extended.group(1).decode("ascii").lower() or "utf-8"
+        raw = urllib.parse.unquote_to_bytes(extended.group(2))
+        try:
+            return raw.decode(charset, "replace")
+        except LookupError:  # a charset Python does not know
+            return raw.decode("utf-8", "replace")
+    return options.get(b"filename", b"").decode("utf-8", "replace")
 
 
 def boundary_of(content_type: str | None) -> bytes:
@@ -109,9 +126,10 @@ class _Receiver:
         self._parts += 1
         if self._parts > MAX_PARTS:
             return self.fail(400, f"too many form parts (at most {MAX_PARTS})")
-        disposition, options = parse_options_header(self._headers.get(b"content-disposition", b""))
+        header = self._headers.get(b"content-disposition", b"")
+        disposition, options = parse_options_header(header)
         name = options.get(b"name", b"").decode("utf-8", "replace")
-        filename = options.get(b"filename", b"").decode("utf-8", "replace")
+        filename = filename_of(header, options)
         if disposition != b"form-data" or not name:
             return self.fail(400, "a form part has no Content-Disposition name")
         if name == SPEC_FIELD:

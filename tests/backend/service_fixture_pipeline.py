@@ -2,7 +2,8 @@
 
 It reads its `data` input, then works for `steps` steps of `delay` seconds each (busy CPU or
 sleeping), reporting progress every step, and writes the input upper-cased plus a folder result.
-`fail` makes it raise an InputError or a plain bug at step `fail_at`.
+`fail` makes it raise an InputError (naming its input by name or by full path), a plain bug or a
+FileNotFoundError at step `fail_at`, hang, or exit.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ class Params:
     steps: int = 5
     delay: float = 0.05
     busy: bool = False
-    fail: Literal["none", "input", "bug", "hang", "exit"] = "none"
+    fail: Literal["none", "input", "input-path", "missing-file", "bug", "hang", "exit"] = "none"
     fail_at: int = 0
 
 
@@ -45,6 +46,10 @@ def run(inputs: dict[str, Path], params: Params, out_dir: Path, progress: Progre
         if params.fail != "none" and step == params.fail_at:
             if params.fail == "input":
                 raise InputError(f"{inputs['data'].name}: fixture says the input is bad")
+            if params.fail == "input-path":  # a message naming the input by its full server path
+                raise InputError(f"{inputs['data'].resolve()}: fixture says the input is bad")
+            if params.fail == "missing-file":  # a library error carrying a full server path
+                (inputs["data"].resolve().parent / "missing.txt").read_text()
             if params.fail == "hang":  # stops reporting progress: only the supervisor can cancel this
                 time.sleep(3600)
             if params.fail == "exit":  # the worker process dies (as if killed by the OOM killer)
