@@ -1,6 +1,6 @@
 """HTTP client for the Orbitex backend service (standard library only: urllib + multipart).
 
-API: GET /health (no auth); POST /jobs (multipart: form field `spec` = JSON {"type", "params"},
+API: GET /health (no auth); GET /job-types (inputs and params schema of each job type); POST /jobs (multipart: form field `spec` = JSON {"type", "params"},
 plus one file per input role); GET /jobs; GET /jobs/{id}; GET /jobs/{id}/results/{name};
 POST /jobs/{id}/cancel. Errors come back as JSON {"detail": ...} with a 4xx status.
 """
@@ -149,6 +149,11 @@ class BackendClient:
     # -- API -------------------------------------------------------------------------------
     def health(self, timeout: float = 5.0) -> dict[str, Any]:
         return self._json("GET", "/health", auth=False, timeout=timeout)
+
+    def job_types(self) -> dict[str, dict[str, Any]]:
+        """Job type -> {"description", "inputs": {role: {"description", "required"}}, "params": JSON Schema
+        of its params ("properties": {name: {"type", "default", "enum", ...}})}: the backend's own defaults."""
+        return self._json("GET", "/job-types")["job_types"]
 
     def submit(self, job_type: str, params: Mapping[str, Any], inputs: Mapping[str, Path]) -> dict[str, Any]:
         """Upload the input files (form field = role) with the spec; returns the job record."""

@@ -18,9 +18,16 @@ from typing import Any
 
 from .client import BackendClient, BackendError, BackendUnreachable
 
-ACTIVE_STATES = ("new", "queued", "running", "downloading", "applying")
-END_STATES = ("done", "failed", "cancelled", "interrupted")
-BACKEND_END_STATES = ("failed", "cancelled", "interrupted")
+# The backend's job states and which of them are final, as it serves them (GET /health "job_states",
+# "final_job_states"; backend.service.store.JobState). The add-on cannot import the backend, so
+# this is a copy, kept equal to the served lists by tests/backend/test_service_schema.py.
+BACKEND_STATES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
+BACKEND_FINAL_STATES = ("done", "failed", "cancelled", "interrupted")
+BACKEND_ACTIVE_STATES = tuple(s for s in BACKEND_STATES if s not in BACKEND_FINAL_STATES)
+BACKEND_END_STATES = tuple(s for s in BACKEND_FINAL_STATES if s != "done")  # ended without a result
+# The add-on's own job states: the backend's, plus its steps before submitting and after the backend is done.
+ACTIVE_STATES = ("new", *BACKEND_ACTIVE_STATES, "downloading", "applying")
+END_STATES = BACKEND_FINAL_STATES
 # Polls in a row that may go unanswered before a job is given up (a remote link may blink).
 MAX_POLL_FAILURES = 5
 
@@ -88,7 +95,7 @@ def step(job: Job, client: BackendClient, apply: Apply) -> Job:
                 job.state = "downloading"
             elif job.state in BACKEND_END_STATES:
                 job.message = job.message or f"the backend reports the job {job.state}"
-        elif job.state in ("queued", "running"):
+        elif job.state in BACKEND_ACTIVE_STATES:
             try:
                 record = client.job(job.backend_id)
             except BackendUnreachable as exc:
@@ -104,7 +111,7 @@ def step(job: Job, client: BackendClient, apply: Apply) -> Job:
                 job.stage = "downloading results"
             elif state in BACKEND_END_STATES:
                 job.fail(job.message or f"the backend reports the job {state}", state)
-            elif state in ("queued", "running"):
+            elif state in BACKEND_ACTIVE_STATES:
                 job.state = state
             else:
                 job.fail(f"the backend reports an unknown job state {state!r}")
@@ -147,7 +154,7 @@ def request_cancel(job: Job, client: BackendClient) -> None:
     if not job.active:
         return
     job.cancel_requested = True
-    if job.state in ("queued", "running") and job.backend_id is not None:
+    if job.state in BACKEND_ACTIVE_STATES and job.backend_id is not None:
         try:
             client.cancel(job.backend_id)
             job.message = "cancelling"
@@ -164,7 +171,7 @@ def run_blocking(job: Job, client: BackendClient, apply: Apply, timeout: float =
     while job.active:
         before = job.state
         step(job, client, apply)
-        if job.state in ("queued", "running") and job.state == before:
+        if job.state in BACKEND_ACTIVE_STATES and job.state == before:
             if time.monotonic() > deadline:
                 request_cancel(job, client)
                 job.fail(f"gave up after {timeout:.0f} s; the backend job {job.backend_id} was asked to cancel")
