@@ -1,19 +1,12 @@
 """A real, small render-orbit job through the service (worker process, torch rasterizer)."""
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import io
 import json
 import zipfile
 from pathlib import Path
 
-import pytest
-
 from service_helpers import Server
-
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("backend.pipelines.render_orbit") is None,
-                                reason="backend/pipelines/render_orbit.py is not in the tree yet")
 
 
 def _box_glb() -> bytes:
@@ -24,8 +17,9 @@ def _box_glb() -> bytes:
 
 @pytest.mark.writes_invalid_gltf  # uploads a broken GLB on purpose
 def test_render_orbit_job(tmp_path: Path) -> None:
-    module = importlib.import_module("backend.pipelines.render_orbit")
-    role = next(iter(module.INPUTS))
+    from backend.pipelines import render_orbit
+
+    role = next(iter(render_orbit.INPUTS))
     server = Server(tmp_path / "data")
     try:
         job = server.submit_ok({"frames": 4, "size": 64}, files={role: ("box.glb", _box_glb())}, job_type="render-orbit")
