@@ -83,7 +83,7 @@ def test_schemathesis_finds_no_server_error(server: Server, tmp_path: Path) -> N
          "-H", f"Authorization: Bearer {server.token}", "--checks", "not_a_server_error",
          "--max-examples", "30", "--seed", "1", "--workers", "1", "--no-shrink",
          "--max-time", str(SCHEMATHESIS_MAX_TIME_S), "--report-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=SCHEMATHESIS_MAX_TIME_S + 120)
+        capture_output=True, text=True, timeout=SCHEMATHESIS_MAX_TIME_S + 120, cwd=tmp_path)
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
     assert " passed" in run.stdout and "Tested:" in run.stdout, run.stdout[-3000:]
     log = server.data / "logs" / "server.log"
