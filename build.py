@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Orbitex's one entry point for people and CI (standard library only).
 
-  python build.py setup     install what is missing (apt libraries, .venv/backend, .venv/blender)
+  python build.py setup     install what is missing (apt libraries, .venv/backend, .venv/blender,
+                            .venv/diffsynth)
   python build.py demo      setup, then the main job on the bundled sample; prints where outputs are
   python build.py test      setup, then the whole test suite (backend, then Blender/bpy)
   python build.py package   build dist/orbitex-<version>.zip and validate it with Blender's validator
@@ -22,6 +23,7 @@ ROOT = Path(__file__).resolve().parent
 VENVS = ROOT / ".venv"
 BACKEND_VENV = VENVS / "backend"
 BLENDER_VENV = VENVS / "blender"
+DIFFSYNTH_VENV = VENVS / "diffsynth"  # OrbitPainter's DiffSynth (needs torchvision), run as a subprocess
 TORCH = "torch==2.13.0"
 BPY = "bpy==4.5.*"
 BLENDER_REQUIREMENTS = [BPY, "pytest"]
@@ -101,6 +103,10 @@ def ensure_gltf_validator() -> None:
     stamp.write_text(GLTF_VALIDATOR)
 
 
+def read_requirements(path: Path) -> list[str]:
+    return [r for r in (line.split("#")[0].strip() for line in path.read_text().splitlines()) if r]
+
+
 def setup() -> None:
     ensure_apt()
     base = python311()
@@ -113,6 +119,7 @@ def setup() -> None:
     ensure_gltf_validator()
     # the CPU splat rasterizer's numba kernels: compiled once here, cached beside their module
     run([venv_python(BACKEND_VENV), "-c", "from backend.splats.raster_cpu import warm_up; warm_up()"], cwd=ROOT)
+    ensure_venv(DIFFSYNTH_VENV, read_requirements(ROOT / "backend/requirements-diffsynth.txt"))
     log(f"backend python: {venv_python(BACKEND_VENV)}; Blender-side python (bpy): {venv_python(BLENDER_VENV)}")
 
 

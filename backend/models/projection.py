@@ -20,7 +20,7 @@ import torch
 from ..assets.mesh import Mesh
 from ..errors import InputError
 from ..progress import Progress
-from .generators import GenerateOptions, Orbit, Reference, composite, validate_modes
+from .types import GenerateOptions, Orbit, Reference, composite, validate_modes
 
 VOXEL_RES = 256  # voxels across the largest side of the mesh's bounding box
 DEPTH_TOLERANCE = 0.01  # fraction of the largest bounding-box side
@@ -30,6 +30,9 @@ SMOOTHING_ITERATIONS = 8  # neighbour averaging of filled voxels (seen voxels st
 
 class ProjectionGenerator:
     name = "projection"
+
+    def prepare(self, options: GenerateOptions, frames: int, size: int) -> None:
+        """No weights, any frame count and size."""
 
     def generate(self, mesh: Mesh, orbits: Sequence[Orbit], reference: Reference, options: GenerateOptions,
                  progress: Progress) -> dict[str, np.ndarray]:

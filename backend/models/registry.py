@@ -83,7 +83,8 @@ MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (
         "UMT5-XXL text encoder, Wan2.1 VAE and tokenizer as DiffSynth loads them for Wan2.2-Fun",
         "Wan-AI/Wan2.1-T2V-1.3B", size_gb=11.8,
         allow_patterns=("models_t5_umt5-xxl-enc-bf16.pth", "Wan2.1_VAE.pth", "google/*"),
-        required=("models_t5_umt5-xxl-enc-bf16.pth", "Wan2.1_VAE.pth", "google/umt5-xxl/*"),
+        # .pth as published, or DiffSynth's .safetensors conversions of the same files
+        required=("models_t5_umt5-xxl-enc-bf16.*", "Wan2.1_VAE.*", "google/umt5-xxl/*"),
     ),
     ModelSpec(
         "orbitpainter", "lora-files",

@@ -2,10 +2,11 @@
 
 generate: the pipeline as published, prompted for a turntable orbit (Wan is not camera-conditioned:
 the cameras only fix the frame count; frame 0 is the input image's view).
-refine (IM-3D's loop): the frames are VAE-encoded, noised along the flow-matching path to
-sigma = strength (x_s = (1 - s) x_0 + s * noise), and denoised with the same image conditioning over
-the last `strength` part of the schedule, by handing the pipeline these latents and a flow-match
-Euler scheduler whose schedule starts at that sigma.
+refine (IM-3D's loop): the frames are VAE-encoded, noised along the flow-matching path to the
+sigma where the last `strength` part of the schedule starts (x_s = (1 - s) x_0 + s * noise), and
+denoised with the same image conditioning over that part, by handing the pipeline these latents
+and a copy of its scheduler that starts there (wan_common.held_scheduler, the texture generators'
+mechanism).
 """
 from __future__ import annotations
 
@@ -19,25 +20,7 @@ from ..errors import InputError
 from ..progress import Progress
 from ..render.cameras import Camera
 from .video import VideoOptions
-
-
-def _truncated_scheduler(base_config: dict, strength: float):  # type: ignore[no-untyped-def]
-    """A FlowMatchEulerDiscreteScheduler (the pipeline's flow shift) whose set_timesteps keeps only
-    the steps at or below sigma ~ strength."""
-    from diffusers import FlowMatchEulerDiscreteScheduler
-
-    class Truncated(FlowMatchEulerDiscreteScheduler):
-        def set_timesteps(self, num_inference_steps=None, device=None, **kwargs):  # type: ignore[no-untyped-def]
-            super().set_timesteps(num_inference_steps, device=device, **kwargs)
-            below = torch.nonzero(self.sigmas[:-1] <= strength + 1e-6)  # the last sigma is the terminal 0
-            start = int(below[0, 0]) if len(below) else len(self.sigmas) - 2  # at least the final step
-            self.timesteps = self.timesteps[start:]
-            self.sigmas = self.sigmas[start:]
-            self._step_index = None
-            self._begin_index = None
-
-    shift = float(base_config.get("flow_shift") or base_config.get("shift") or 3.0)
-    return Truncated(num_train_timesteps=int(base_config.get("num_train_timesteps", 1000)), shift=shift)
+from .wan_common import held_scheduler, seeded_noise, start_step
 
 
 class WanI2VOrbitModel:
@@ -127,11 +110,10 @@ class WanI2VOrbitModel:
             raise InputError(f"{frames.shape[0]} frames for {len(cameras)} cameras")
         size = self._size(options)
         x0 = self.encode(frames, size)
-        scheduler = _truncated_scheduler(dict(self.pipe.scheduler.config), strength)
+        scheduler = held_scheduler(self.pipe.scheduler, start_step(options.steps, strength))
         scheduler.set_timesteps(options.steps, device=self.device)
         sigma = float(scheduler.sigmas[0])
-        noise = torch.randn(x0.shape, generator=torch.Generator("cpu").manual_seed(options.seed + 1)).to(x0.device)
-        latents = (1.0 - sigma) * x0 + sigma * noise
+        latents = (1.0 - sigma) * x0 + sigma * seeded_noise(x0.shape, options.seed).to(x0.device)
         original = self.pipe.scheduler
         self.pipe.scheduler = scheduler
         try:

@@ -3,15 +3,16 @@
 Per orbit the control video is the rendered normal orbit (Ink3D's encoding, normals mapped from
 [-1, 1] to [0, 1], background black), the reference image (subject on black) is VACE's reference
 image, and the prompt describes the asset. The horizontal orbit is generated first; the vertical
-orbit then gets the horizontal orbit's frame 0 as an inactive (kept) VACE frame, so both orbits
-start from the same picture of the shared reference view, which is also copied in exactly.
+orbit then gets the horizontal orbit's frame 0 as an inactive (kept) VACE frame and its latents
+are held to that frame's, so both orbits start from the same picture of the shared reference view.
 
-Modes: partial denoise encodes the init frames with the VAE, noises them to the sigma of the
-`strength` point of the schedule and runs only the remaining steps. Masked mode passes the mask
-to VACE (mask 1 = regenerate; the masked pixels of the init frames are greyed out) and, at every
-step, resets the latents outside the mask to the init frames' latents at the current noise level
-(x <- m * x_gen + (1 - m) * x_src), as TIRE does; the decoded frames then keep the init pixels
-outside the mask exactly.
+Modes (wan_common.held_scheduler, swapped in as the pipeline's scheduler): partial denoise encodes
+the init frames with the VAE, noises them to the sigma of the `strength` point of the schedule and
+runs only the remaining steps. Masked mode passes the mask to VACE (mask 1 = regenerate; the masked
+pixels of the init frames are greyed out) and, at every step, resets the latents outside the mask
+to the init frames' latents at the current noise level, as TIRE does. The frames returned are the
+decoded latents: outside the mask they match the init frames up to the VAE's reconstruction;
+callers that need the pixels exactly composite (types.composite).
 """
 from __future__ import annotations
 
@@ -25,19 +26,14 @@ from ..assets.mesh import Mesh
 from ..errors import InputError
 from ..progress import Progress, sub_progress
 from ..render.conditioning import encode_normals
-from .generators import (GenerateOptions, Orbit, Reference, composite, model_for, pick_device,
-                         validate_modes)
+from .generators import check_model_memory, model_for, pick_device
+from .types import GenerateOptions, Orbit, Reference, validate_modes
+from .wan_common import (LatentHold, check_shape, held_scheduler, latent_mask, seeded_noise,
+                         square_reference, start_step, to_pil)
 
 DEFAULT_STEPS = 30
 DEFAULT_GUIDANCE = 5.0
 NEGATIVE_PROMPT = "blurry, low quality, distorted, text, watermark, background clutter"
-
-
-def check_shape(frames: int, size: int, name: str = "wan-vace") -> None:
-    if (frames - 1) % 4 != 0:
-        raise InputError(f"the {name} generator needs --frames of the form 4k + 1 (e.g. 61, 81, 121), not {frames}")
-    if size % 16 != 0:
-        raise InputError(f"the {name} generator needs --size divisible by 16 (e.g. 512, 768), not {size}")
 
 
 def load_pipeline(folder: Path, device: str) -> Any:
@@ -62,7 +58,10 @@ class WanVaceGenerator:
 
     def __init__(self) -> None:
         self.pipe: Any = None
-        self.calls: list[dict[str, Any]] = []  # what each orbit's pipeline call was given (for reports/tests)
+
+    def prepare(self, options: GenerateOptions, frames: int, size: int) -> None:
+        check_shape(frames, size, self.name)
+        check_model_memory(model_for(self.name, options) or "", frames, size, options)
 
     def generate(self, mesh: Mesh, orbits: Sequence[Orbit], reference: Reference, options: GenerateOptions,
                  progress: Progress) -> dict[str, np.ndarray]:
@@ -70,131 +69,74 @@ class WanVaceGenerator:
 
         validate_modes(orbits, options)
         n, size = len(orbits[0]), orbits[0].gbuffers.mask.shape[1]
-        check_shape(n, size)
+        check_shape(n, size, self.name)
         device = pick_device(options.device)
         progress(0.0, "wan-vace: loading the model")
         if self.pipe is None:
             self.pipe = load_pipeline(resolve(model_for(self.name, options) or ""), device)
-        pipe = self.pipe
-        ref_image = _pil(_square(reference, size))
+        ref_image = to_pil(square_reference(reference, size))
         frames: dict[str, np.ndarray] = {}
         for k, orbit in enumerate(orbits):
             report = sub_progress(progress, 0.05 + 0.95 * k / len(orbits), 0.05 + 0.95 * (k + 1) / len(orbits))
             control = encode_normals(orbit.gbuffers.normal, orbit.gbuffers.mask)
-            keep = np.zeros(len(orbit), dtype=bool)  # frames given to VACE as inactive (kept) content
             init = options.init_frames.get(orbit.name) if options.init_frames else None
             mask = options.masks.get(orbit.name) if options.masks else None
             video, vace_mask = control.copy(), np.ones(control.shape[:3], dtype=np.float32)
+            source = np.zeros_like(control) if init is None else init.copy()  # the frames latents are held to
+            regenerate = np.ones(control.shape[:3], dtype=bool)
             if mask is not None and init is not None:
                 video = np.where(mask[..., None], 0.5, init).astype(np.float32)  # VACE inpainting input
-                vace_mask = mask.astype(np.float32)
+                vace_mask, regenerate = mask.astype(np.float32), mask.copy()
             shared = frames.get("horizontal") if orbit.name == "vertical" else None
-            if shared is not None:
-                video[0], vace_mask[0], keep[0] = shared[0], 0.0, True
-            out = self._run(pipe, orbit, video, vace_mask, ref_image, init, mask, options, device, report)
-            out = composite(out, init, mask)
-            if shared is not None:
-                out[0] = shared[0]
-            frames[orbit.name] = out
-            self.calls[-1].update(orbit=orbit.name, kept_frames=np.nonzero(keep)[0].tolist())
+            if shared is not None:  # the shared reference view: kept by VACE and held in the latents
+                video[0], vace_mask[0], source[0], regenerate[0] = shared[0], 0.0, shared[0], False
+            frames[orbit.name] = self._run(orbit, video, vace_mask, ref_image, source, regenerate,
+                                           init is not None, options, device, report)
         progress(1.0, "wan-vace: done")
         return frames
 
-    def _run(self, pipe: Any, orbit: Orbit, video: np.ndarray, vace_mask: np.ndarray, ref_image: Any,
-             init: np.ndarray | None, mask: np.ndarray | None, options: GenerateOptions, device: str,
+    def _run(self, orbit: Orbit, video: np.ndarray, vace_mask: np.ndarray, ref_image: Any, source: np.ndarray,
+             regenerate: np.ndarray, has_init: bool, options: GenerateOptions, device: str,
              progress: Progress) -> np.ndarray:
+        pipe = self.pipe
         n, h, w = vace_mask.shape
         steps = options.steps or DEFAULT_STEPS
-        generator = torch.Generator("cpu").manual_seed(options.seed)
-        kwargs: dict[str, Any] = dict(
-            prompt=options.prompt, negative_prompt=options.negative_prompt or NEGATIVE_PROMPT,
-            video=[_pil(f) for f in video], mask=[_pil(np.repeat(m[..., None], 3, -1)) for m in vace_mask],
-            reference_images=[ref_image], height=h, width=w, num_frames=n, num_inference_steps=steps,
-            guidance_scale=options.guidance if options.guidance is not None else DEFAULT_GUIDANCE,
-            generator=generator, output_type="np",
-        )
-        record: dict[str, Any] = {"steps": steps, "strength": options.strength, "masked": mask is not None,
-                                  "denoise_steps": 0}
-        self.calls.append(record)
-        done = [0]
+        start = start_step(steps, options.strength) if has_init and options.strength < 1.0 else 0
+        hold, latents = None, None
+        if start or not regenerate.all():
+            src = encode_latents(pipe, source, ref_image, device)  # (1, C, 1 + T, h/8, w/8)
+            noise = seeded_noise(src.shape, options.seed).to(src)
+            if not regenerate.all():
+                hold = LatentHold(src[:, :, 1:], latent_mask(regenerate).to(src), noise[:, :, 1:])
+        scheduler = held_scheduler(pipe.scheduler, start, hold)
+        if start:
+            scheduler.set_timesteps(steps, device=device)
+            sigma = float(scheduler.sigmas[0])
+            latents = (1 - sigma) * src + sigma * noise
+        planned = steps - start
 
         def on_step(p: Any, i: int, t: Any, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-            done[0] += 1
-            progress(done[0] / max(record["planned_steps"], 1), f"wan-vace: {orbit.name} orbit, step {done[0]}")
-            if source is not None and latent_mask is not None:
-                sigma = float(p.scheduler.sigmas[min(p.scheduler.step_index, len(p.scheduler.sigmas) - 1)])
-                noised = (1 - sigma) * source + sigma * noise
-                tensors["latents"] = latent_mask * tensors["latents"] + (1 - latent_mask) * noised
+            progress((i + 1) / planned, f"wan-vace: {orbit.name} orbit, step {i + 1} of {planned}")
             return tensors
 
-        source = noise = latent_mask = None
-        restore = None
-        if init is not None and (options.strength < 1.0 or mask is not None):
-            source = _encode_latents(pipe, init, ref_image, device)  # (1, C, 1 + T, h/8, w/8)
-            noise = torch.randn(source.shape, generator=torch.Generator("cpu").manual_seed(options.seed + 1)).to(source)
-        if mask is not None and source is not None:
-            latent_mask = _latent_mask(mask, source.shape).to(source)
-        if options.strength < 1.0 and source is not None:
-            t_start, restore = _truncate_schedule(pipe, steps, options.strength, device)
-            record["planned_steps"] = steps - t_start
-            timestep = pipe.scheduler.timesteps[t_start:t_start + 1]
-            sigma = float(pipe.scheduler.sigmas[t_start])
-            kwargs["latents"] = (1 - sigma) * source + sigma * noise
-            record["start_sigma"], record["start_timestep"] = sigma, float(timestep[0])
-        else:
-            record["planned_steps"] = steps
-        kwargs["callback_on_step_end"] = on_step
-        kwargs["callback_on_step_end_tensor_inputs"] = ["latents"]
+        original = pipe.scheduler
+        pipe.scheduler = scheduler
         try:
-            result = pipe(**kwargs).frames[0]
+            result = pipe(prompt=options.prompt, negative_prompt=options.negative_prompt or NEGATIVE_PROMPT,
+                          video=[to_pil(f) for f in video],
+                          mask=[to_pil(np.repeat(m[..., None], 3, -1)) for m in vace_mask],
+                          reference_images=[ref_image], height=h, width=w, num_frames=n, num_inference_steps=steps,
+                          guidance_scale=options.guidance if options.guidance is not None else DEFAULT_GUIDANCE,
+                          generator=torch.Generator("cpu").manual_seed(options.seed), latents=latents,
+                          output_type="np", callback_on_step_end=on_step,
+                          callback_on_step_end_tensor_inputs=["latents"]).frames[0]
         finally:
-            if restore is not None:
-                restore()
-        record["denoise_steps"] = done[0]
-        record["video_frame0"] = np.asarray(kwargs["video"][0], dtype=np.float32) / 255.0
-        record["mask_means"] = [float(m.mean()) for m in vace_mask]
+            pipe.scheduler = original
         return np.asarray(result, dtype=np.float32).clip(0, 1)
 
 
-def _square(reference: Reference, size: int) -> np.ndarray:
-    from .reference import ReferenceImage, fit_to_square
-
-    rgb, _ = fit_to_square(ReferenceImage(reference.image, reference.mask, True), size)
-    return rgb
-
-
-def _pil(array: np.ndarray) -> Any:
-    from PIL import Image
-
-    return Image.fromarray((np.clip(array, 0, 1) * 255 + 0.5).astype(np.uint8))
-
-
-def _truncate_schedule(pipe: Any, steps: int, strength: float, device: str) -> tuple[int, Any]:
-    """Make the pipeline's own `set_timesteps` keep only the last `strength` part of the schedule
-    (timesteps and sigmas both cut, so multistep solvers see a shorter schedule that starts at the
-    strength's noise level). Returns t_start and a function undoing the patch."""
-    scheduler = pipe.scheduler
-    scheduler.set_timesteps(steps, device=device)
-    t_start = max(steps - min(int(round(steps * strength)), steps), 0)
-    if t_start >= steps:
-        raise InputError(f"strength {strength} leaves no denoising step of {steps}")
-    original = scheduler.set_timesteps
-
-    def truncated(num_inference_steps: int, device: Any = None, **kwargs: Any) -> None:
-        original(num_inference_steps, device=device, **kwargs)
-        scheduler.timesteps = scheduler.timesteps[t_start:]
-        scheduler.sigmas = scheduler.sigmas[t_start:]
-        scheduler.num_inference_steps = len(scheduler.timesteps)
-
-    scheduler.set_timesteps = truncated
-
-    def restore() -> None:
-        del scheduler.set_timesteps  # back to the class method
-    return t_start, restore
-
-
 @torch.no_grad()
-def _encode_latents(pipe: Any, frames: np.ndarray, ref_image: Any, device: str) -> torch.Tensor:
+def encode_latents(pipe: Any, frames: np.ndarray, ref_image: Any, device: str) -> torch.Tensor:
     """VAE latents of the reference image followed by the frames, normalized as WanVACEPipeline
     normalizes its latents: (1, C, 1 + T, H/8, W/8)."""
     vae = pipe.vae
@@ -207,20 +149,11 @@ def _encode_latents(pipe: Any, frames: np.ndarray, ref_image: Any, device: str) 
     return torch.cat(lat, dim=2)
 
 
-def _latent_mask(mask: np.ndarray, shape: torch.Size) -> torch.Tensor:
-    """Pixel mask (N, H, W) -> latent mask (1, 1, 1 + T, H/8, W/8): a latent regenerates when any
-    pixel of its 8x8 block in any of its frames does (frame 0 alone, then groups of 4, as the
-    Wan VAE's causal time compression); the reference slot (first) always regenerates."""
-    m = torch.from_numpy(mask.astype(np.float32))[None, None]  # (1, 1, N, H, W)
-    first = m[:, :, :1]
-    rest = m[:, :, 1:]
-    t = (rest.shape[2] + 3) // 4
-    if rest.shape[2] % 4:
-        rest = torch.cat([rest, rest[:, :, -1:].expand(-1, -1, 4 * t - rest.shape[2], -1, -1)], dim=2)
-    groups = rest.reshape(1, 1, t, 4, *rest.shape[3:]).amax(3) if t else rest
-    seq = torch.cat([first, groups], dim=2)
-    seq = torch.nn.functional.max_pool3d(seq, kernel_size=(1, 8, 8))
-    seq = torch.cat([torch.ones_like(seq[:, :, :1]), seq], dim=2)
-    if seq.shape[2:] != shape[2:]:
-        raise InputError(f"mask shape {tuple(mask.shape)} does not match the latent video {tuple(shape)}")
-    return seq
+@torch.no_grad()
+def decode_latents(pipe: Any, latents: torch.Tensor) -> np.ndarray:
+    """Inverse of `encode_latents` for the frames (no reference slot): (N, H, W, 3) in [0, 1]."""
+    vae = pipe.vae
+    mean = torch.tensor(vae.config.latents_mean, device=latents.device).view(1, -1, 1, 1, 1)
+    std = torch.tensor(vae.config.latents_std, device=latents.device).view(1, -1, 1, 1, 1)
+    video = vae.decode((latents * std + mean).to(vae.dtype)).sample  # (1, 3, N, H, W) in [-1, 1]
+    return ((video[0].permute(1, 2, 3, 0).float().cpu().numpy() + 1) / 2).clip(0, 1)

@@ -100,6 +100,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(inputs: dict[str, Path], params: Params, out_dir: Path, progress: Progress) -> dict[str, Path]:
     from ..models import generators
+    from ..models.types import GenerateOptions, Reference
 
     timings: dict[str, float] = {}
     clock = [time.perf_counter()]
@@ -112,16 +113,11 @@ def run(inputs: dict[str, Path], params: Params, out_dir: Path, progress: Progre
     for role in INPUTS:
         if role not in inputs:
             raise InputError(f"texture needs a {role}: {INPUTS[role]}")
-    options = generators.GenerateOptions(prompt=params.prompt, seed=params.seed, steps=params.steps,
-                                         guidance=params.guidance, model=params.model, device=params.device,
-                                         force_cpu=params.force_cpu)
+    options = GenerateOptions(prompt=params.prompt, seed=params.seed, steps=params.steps, guidance=params.guidance,
+                              model=params.model, device=params.device, force_cpu=params.force_cpu)
     # everything that can fail without doing work fails here: weights, memory, frame count
     progress(0.0, "checking the generator's model")
-    if params.generator != "projection":
-        from ..models.wan_vace import check_shape
-
-        check_shape(params.frames, params.size, params.generator)
-    generators.prepare(params.generator, options, params.frames, params.size)
+    generator = generators.prepare(params.generator, options, params.frames, params.size)
     lap("check_model")
 
     from ..assets.mesh import normalize
@@ -158,8 +154,7 @@ def run(inputs: dict[str, Path], params: Params, out_dir: Path, progress: Progre
                          "own frame, looking at the mesh)")
     lap("orbit_gbuffers")
 
-    generator = generators.create(params.generator, options)
-    ref = generators.Reference(reference.rgb, reference.mask, ref_camera, ref_gbuffer)
+    ref = Reference(reference.rgb, reference.mask, ref_camera, ref_gbuffer)
     frames = generator.generate(norm_mesh, orbits, ref, options, sub_progress(progress, 0.2, 0.6))
     for orbit in orbits:
         if frames[orbit.name].shape != (len(orbit), params.size, params.size, 3):
@@ -255,7 +250,7 @@ def reference_camera(width: int, height: int, norm, user_camera=None):  # type: 
 
 def orbit_gbuffers(mesh, frames: int, size: int, frame0, rasterizer: str, progress: Progress):  # type: ignore[no-untyped-def]
     """Horizontal then vertical orbit with their G-buffers; both share frame 0."""
-    from ..models.generators import Orbit
+    from ..models.types import Orbit
     from ..progress import sub_progress
     from ..render.cameras import orbit
     from ..render.gbuffer import render_gbuffers

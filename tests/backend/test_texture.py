@@ -87,6 +87,7 @@ def test_result_keeps_mesh_and_reproduces_the_front(asset: dict, result: dict) -
 def test_projection_modes(asset: dict) -> None:
     from backend.assets.mesh import load_mesh, normalize
     from backend.models import generators
+    from backend.models.types import GenerateOptions, Reference
     from backend.models.reference import load_reference
     from backend.render.gbuffer import render_gbuffers
 
@@ -94,9 +95,9 @@ def test_projection_modes(asset: dict) -> None:
     ref = load_reference(asset["image"])
     camera, frame0 = texture.reference_camera(SIZE, SIZE, norm)
     orbits = texture.orbit_gbuffers(mesh, 5, 48, frame0, "torch", no_progress)
-    reference = generators.Reference(ref.rgb, ref.mask, camera, render_gbuffers(mesh, [camera], "torch"))
+    reference = Reference(ref.rgb, ref.mask, camera, render_gbuffers(mesh, [camera], "torch"))
     gen = generators.create("projection")
-    base = gen.generate(mesh, orbits, reference, generators.GenerateOptions(), no_progress)
+    base = gen.generate(mesh, orbits, reference, GenerateOptions(), no_progress)
     assert set(base) == {"horizontal", "vertical"} and base["horizontal"].shape == (5, 48, 48, 3)
     assert np.array_equal(base["horizontal"][0], base["vertical"][0])  # one reference view
     covered = orbits[0].gbuffers.mask.numpy()
@@ -105,16 +106,16 @@ def test_projection_modes(asset: dict) -> None:
     masks = {k: np.zeros(v.shape[:3], bool) for k, v in base.items()}
     for m in masks.values():
         m[:, :, :24] = True
-    opts = generators.GenerateOptions(init_frames=init, strength=0.5, masks=masks)
+    opts = GenerateOptions(init_frames=init, strength=0.5, masks=masks)
     mixed = gen.generate(mesh, orbits, reference, opts, no_progress)
     for name in base:
         keep = ~masks[name]
         assert np.array_equal(mixed[name][keep], init[name][keep])  # masked mode keeps the rest exactly
         assert np.allclose(mixed[name][masks[name]], 0.5 * base[name][masks[name]] + 0.125, atol=1e-5)
     with pytest.raises(InputError, match="init frames"):
-        gen.generate(mesh, orbits, reference, generators.GenerateOptions(strength=0.5), no_progress)
+        gen.generate(mesh, orbits, reference, GenerateOptions(strength=0.5), no_progress)
     with pytest.raises(InputError, match="mask for the horizontal orbit"):
-        gen.generate(mesh, orbits, reference, generators.GenerateOptions(
+        gen.generate(mesh, orbits, reference, GenerateOptions(
             init_frames=init, masks={"horizontal": masks["horizontal"][:2]}), no_progress)
 
 
