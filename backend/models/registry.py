@@ -72,6 +72,24 @@ MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (
         required=("model_index.json", "transformer/*", "vae/*", "text_encoder/*", "image_encoder/*"),
     ),
     ModelSpec(
+        "sd-inpaint", "diffusers-sd-inpaint",
+        "Stable Diffusion 1.5 inpainting (diffusers): refine's sd-inpaint inpainter and its subject LoRA",
+        "stable-diffusion-v1-5/stable-diffusion-inpainting", size_gb=4.3,
+        allow_patterns=("model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
+                        "vae/config.json", "vae/diffusion_pytorch_model.safetensors", "text_encoder/config.json",
+                        "text_encoder/model.safetensors", "tokenizer/*", "scheduler/*"),
+        required=("model_index.json", "unet/*.safetensors", "vae/*.safetensors", "text_encoder/*.safetensors",
+                  "tokenizer/*", "scheduler/*"),
+        extra={"unused_components": ("safety_checker", "feature_extractor")},  # named in model_index.json, not loaded
+    ),
+    ModelSpec(
+        "cotracker3-offline", "cotracker3",
+        "CoTracker3 offline point tracker (refine --tracker cotracker); its model code is the cotracker "
+        "package of facebookresearch/co-tracker, which has no PyPI release",
+        "facebook/cotracker3", size_gb=0.1,
+        allow_patterns=("scaled_offline.pth",), required=("scaled_offline.pth",),
+    ),
+    ModelSpec(
         "wan2.2-fun-a14b-control", "diffsynth-wan-fun",
         "Wan2.2-Fun A14B Control (high- and low-noise experts), the base model of OrbitPainter",
         "alibaba-pai/Wan2.2-Fun-A14B-Control", size_gb=64.0,
@@ -285,8 +303,9 @@ def verify(name: str) -> list[str]:
         except ValueError:
             problems.append(f"{name}: model_index.json is not valid JSON")
             components = {}
+        unused = set(found.spec.extra.get("unused_components", ()))
         for key, value in components.items():
-            if not key.startswith("_") and isinstance(value, list) and value[0] is not None:
+            if not key.startswith("_") and key not in unused and isinstance(value, list) and value[0] is not None:
                 if not (found.path / key).is_dir():
                     problems.append(f"{name}: component folder {key}/ named in model_index.json is missing")
     if found.source == "hub-cache" and not hub_offline() and not problems:

@@ -444,7 +444,9 @@ def cotracker_correspond(rendered: Rendered, flow: "Correspond") -> "Correspond"
 
 # ----------------------------------------------------------------------------- inpainting
 
-def make_inpainter(params: Params, subjects: list[Path], cache_dir: Path, progress: Progress):  # type: ignore[no-untyped-def]
+def make_inpainter(params: Params, subjects: list[Path], progress: Progress):  # type: ignore[no-untyped-def]
+    """The chosen inpainter; sd-inpaint with the subject LoRA (trained once per subject and settings,
+    cached in sd_inpaint.lora_cache_dir()) unless `train_lora` is off."""
     from ..models.inpaint import load_inpainter
 
     if params.inpainter == "opencv":
@@ -456,10 +458,21 @@ def make_inpainter(params: Params, subjects: list[Path], cache_dir: Path, progre
         from ..assets.images import read_image
 
         sd = importlib.import_module("backend.models.sd_inpaint")
-        images = [read_image(p)[..., :3] for p in subjects]
-        lora = sd.train_subject_lora(images, params.model, cache_dir, steps=params.lora_steps,
-                                     progress=lambda f: progress(f, "training the subject LoRA"))
-    return load_inpainter("sd-inpaint", model=params.model, strength=params.strength, lora=lora, seed=params.seed)
+        images = [_on_background(read_image(p)) for p in subjects]
+        lora = sd.train_subject_lora(images, params.model, sd.lora_cache_dir(), steps=params.lora_steps, seed=params.seed,
+                                     device=params.device, progress=lambda f: progress(f, "training the subject LoRA"))
+    return load_inpainter("sd-inpaint", model=params.model, strength=params.strength, lora=lora, seed=params.seed,
+                          device=params.device)
+
+
+def _on_background(image: "np.ndarray") -> "np.ndarray":
+    """RGB of a photo, a transparent one composited over the render background (as the frames are)."""
+    import numpy as np
+
+    if image.shape[2] < 4:
+        return image[..., :3]
+    alpha = image[..., 3:4]
+    return (image[..., :3] * alpha + (1.0 - alpha) * np.asarray(BACKGROUND, dtype=np.float32)).astype(np.float32)
 
 
 def refine_frames(rendered: Rendered, params: Params, inpainter, tolerance: float, progress: Progress):  # type: ignore[no-untyped-def]

@@ -143,7 +143,7 @@ def refine_animated(inputs: dict[str, Path], subjects: list[Path], params: "Para
                 out.append((r, reproject(pts, v.mask, views[r], DEPTH_TOLERANCE, v.normal if same else None)))
             return out
 
-        inpainter = make_inpainter(params, subjects, side / "lora", sub_progress(progress, 0.1, 0.2))
+        inpainter = make_inpainter(params, subjects, sub_progress(progress, 0.1, 0.2))
         refined = progressive_inpaint(images_all, masks_all, cameras, 0, params.anchors, correspond, inpainter,
                                       params.prompt, params.dilate, progress=sub_progress(progress, 0.2, 0.55))
         new_texture, bake_report = _bake_over_time(meshes, texture, orbit_cams, refined.images, masks_all, views[0],

@@ -90,7 +90,7 @@ def refine_gaussians(inputs: dict[str, Path], subjects: list[Path], params: Para
     if not masks[0].any():
         raise InputError("the source view sees nothing of the Gaussians: check the source view's camera")
     rendered = Rendered(cameras, images, masks, views, orbits)
-    inpainter = make_inpainter(params, subjects, side / "lora", sub_progress(progress, 0.1, 0.2))
+    inpainter = make_inpainter(params, subjects, sub_progress(progress, 0.1, 0.2))
     refined = refine_frames(rendered, params, inpainter, DEPTH_TOLERANCE, sub_progress(progress, 0.2, 0.45))
     keep = source_visible(gaussians, views[0], DEPTH_TOLERANCE)
     fitted, fit_report = refit(gaussians, cameras, refined.images, alphas, keep, params, sub_progress(progress, 0.45, 0.97))

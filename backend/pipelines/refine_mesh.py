@@ -99,7 +99,7 @@ def refine_mesh(inputs: dict[str, Path], subjects: list[Path], params: Params, m
     if not masks[0].any():
         raise InputError("the source view sees nothing of the asset: check the source view's camera")
     rendered = Rendered(cameras, images, masks, views, orbits)
-    inpainter = make_inpainter(params, subjects, side / "lora", sub_progress(progress, 0.1, 0.25))
+    inpainter = make_inpainter(params, subjects, sub_progress(progress, 0.1, 0.25))
     refined = refine_frames(rendered, params, inpainter, DEPTH_TOLERANCE, sub_progress(progress, 0.25, 0.6))
     new_texture, bake_report = rebake(mesh, texture, rendered, refined.images, params, DEPTH_TOLERANCE,
                                       sub_progress(progress, 0.6, 0.95))

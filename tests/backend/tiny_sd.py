@@ -1,0 +1,48 @@
+"""A tiny randomly initialised Stable Diffusion inpainting pipeline (9-channel UNet, VAE, CLIP text
+encoder, byte-level CLIP tokenizer), built from configs in code and saved with safetensors in the
+diffusers layout, for tests that run the real registry, loading and training code."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+SIDE = 32  # the UNet's native image side (sample_size 16 x the VAE's factor 2)
+
+
+def tiny_clip_tokenizer():  # type: ignore[no-untyped-def]
+    """A CLIP tokenizer over the 256 byte-level symbols (no merges, no download)."""
+    from transformers import CLIPTokenizer
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    symbols = list(bytes_to_unicode().values())
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for word in symbols + [s + "</w>" for s in symbols]:
+        vocab.setdefault(word, len(vocab))
+    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=24)
+
+
+def build_tiny_sd_inpaint(folder: Path, seed: int = 0) -> Path:
+    """Save a tiny StableDiffusionInpaintPipeline into `folder` (model_index.json + component folders)."""
+    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionInpaintPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(seed)
+    tokenizer = tiny_clip_tokenizer()
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        hidden_size=16, intermediate_size=32, num_attention_heads=2, num_hidden_layers=1, projection_dim=16,
+        vocab_size=len(tokenizer), max_position_embeddings=24, bos_token_id=0, eos_token_id=1, pad_token_id=1))
+    unet = UNet2DConditionModel(
+        sample_size=SIDE // 2, in_channels=9, out_channels=4, layers_per_block=1, block_out_channels=(16, 32),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=16, attention_head_dim=4, norm_num_groups=8)
+    vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
+                        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), latent_channels=4,
+                        norm_num_groups=8, sample_size=SIDE)
+    scheduler = PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", skip_prk_steps=True,
+                              steps_offset=1, num_train_timesteps=1000)
+    pipe = StableDiffusionInpaintPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+                                          scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                                          requires_safety_checker=False)
+    pipe.save_pretrained(str(folder), safe_serialization=True)
+    return folder
