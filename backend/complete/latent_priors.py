@@ -2,13 +2,13 @@
 
 Both work on a dense 64^3 occupancy stage with a 16^3 x 8 latent: TRELLIS's sparse-structure
 VAE + flow model and Direct3D-S2's dense VAE + DiT. They load only when the user has installed
-the package and the weights (nothing is downloaded here); otherwise `MissingWeightsError` says
-what is missing and how to install it. Sampling is unconditional (the models' zero condition,
+the package and the weights (the weights registry finds them: `models list|verify|download`
+know them as trellis-image-large and direct3d-s2; nothing is downloaded here); otherwise
+`MissingWeightsError` says what is missing and how to install it. Sampling is unconditional (the models' zero condition,
 as used for classifier-free guidance): the front latent is what steers them.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Sequence
 
@@ -17,37 +17,35 @@ import torch
 
 from ..errors import MissingWeightsError
 
-TRELLIS_REPO = "microsoft/TRELLIS-image-large"
+TRELLIS_MODEL = "trellis-image-large"
 TRELLIS_CKPTS = ("ckpts/ss_enc_conv3d_16l8_fp16", "ckpts/ss_dec_conv3d_16l8_fp16", "ckpts/ss_flow_img_dit_L_16l8_fp16")
-TRELLIS_INSTALL = (
-    "install the TRELLIS package (git clone https://github.com/microsoft/TRELLIS and follow its setup.sh; "
-    "needs a CUDA GPU) and its weights: huggingface-cli download microsoft/TRELLIS-image-large "
-    "--include 'ckpts/ss_*' (or set ORBITEX_TRELLIS_PATH to a folder holding ckpts/ss_*.json/.safetensors)")
-D3S2_REPO = "wushuang98/Direct3D-S2"
+TRELLIS_PACKAGE = ("the TRELLIS package (git clone https://github.com/microsoft/TRELLIS and follow its setup.sh; "
+                   "needs a CUDA GPU)")
+D3S2_MODEL = "direct3d-s2"
 D3S2_SUBFOLDER = "direct3d-s2-v-1-1"
-D3S2_INSTALL = (
-    "install the Direct3D-S2 package (git clone https://github.com/DreamTechAI/Direct3D-S2 && pip install -e .; "
-    "needs a CUDA GPU) and its weights: huggingface-cli download wushuang98/Direct3D-S2 "
-    "--include 'direct3d-s2-v-1-1/config.yaml' 'direct3d-s2-v-1-1/model_dense.ckpt' "
-    "(or set ORBITEX_DIRECT3D_S2_PATH to a folder holding config.yaml and model_dense.ckpt)")
+D3S2_PACKAGE = ("the Direct3D-S2 package (git clone https://github.com/DreamTechAI/Direct3D-S2 && pip install -e .; "
+                "needs a CUDA GPU)")
 
 
 def _device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _cached(repo: str, filename: str, env: str) -> Path | None:
-    """A weights file from the folder in $env, else from the Hugging Face cache; never downloads."""
-    local = os.environ.get(env)
-    if local:
-        path = Path(local) / filename
-        return path if path.is_file() else None
+def _require(engine: str, package: str, importable: bool, model: str) -> Path:
+    """The model's folder from the weights registry; one MissingWeightsError naming everything
+    missing (the package and/or the weights) with how to install each."""
+    from ..models.registry import resolve
+
+    problems = [] if importable else [f"the {engine} engine needs {package}"]
+    folder = None
     try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:
-        return None
-    found = try_to_load_from_cache(repo, filename)
-    return Path(found) if isinstance(found, str) else None
+        folder = resolve(model)
+    except MissingWeightsError as exc:
+        problems.append(f"the {engine} engine needs its weights: {exc}")
+    if problems:
+        raise MissingWeightsError("; ".join(problems))
+    assert folder is not None
+    return folder
 
 
 class TrellisPrior:
@@ -62,16 +60,10 @@ class TrellisPrior:
     def __init__(self, rescale_t: float = 3.0) -> None:
         try:
             from trellis import models as trellis_models
-        except ImportError as exc:
-            raise MissingWeightsError(f"the trellis engine needs the TRELLIS package ({exc}): {TRELLIS_INSTALL}") from None
-        prefixes = []
-        for ckpt in TRELLIS_CKPTS:
-            weights = _cached(TRELLIS_REPO, ckpt + ".safetensors", "ORBITEX_TRELLIS_PATH")
-            config = _cached(TRELLIS_REPO, ckpt + ".json", "ORBITEX_TRELLIS_PATH")
-            if weights is None or config is None:
-                raise MissingWeightsError(f"the trellis engine needs the weights {TRELLIS_REPO}/{ckpt} "
-                                          f"(.json and .safetensors): {TRELLIS_INSTALL}")
-            prefixes.append(str(weights)[: -len(".safetensors")])
+        except ImportError:
+            trellis_models = None
+        folder = _require("trellis", TRELLIS_PACKAGE, trellis_models is not None, TRELLIS_MODEL)
+        prefixes = [str(folder / ckpt) for ckpt in TRELLIS_CKPTS]
         self.device = _device()
         self.encoder, self.decoder, self.flow = (trellis_models.from_pretrained(p).eval().to(self.device)
                                                  for p in prefixes)
@@ -111,13 +103,11 @@ class Direct3DS2Prior:
         try:
             from direct3d_s2.utils import instantiate_from_config
             from omegaconf import OmegaConf
-        except ImportError as exc:
-            raise MissingWeightsError(f"the direct3d-s2 engine needs the Direct3D-S2 package ({exc}): {D3S2_INSTALL}") from None
-        config = _cached(D3S2_REPO, f"{D3S2_SUBFOLDER}/config.yaml", "ORBITEX_DIRECT3D_S2_PATH")
-        ckpt = _cached(D3S2_REPO, f"{D3S2_SUBFOLDER}/model_dense.ckpt", "ORBITEX_DIRECT3D_S2_PATH")
-        if config is None or ckpt is None:
-            raise MissingWeightsError(f"the direct3d-s2 engine needs the weights {D3S2_REPO}/{D3S2_SUBFOLDER}/"
-                                      f"config.yaml and model_dense.ckpt: {D3S2_INSTALL}")
+            importable = True
+        except ImportError:
+            importable = False
+        folder = _require("direct3d-s2", D3S2_PACKAGE, importable, D3S2_MODEL)
+        config, ckpt = folder / D3S2_SUBFOLDER / "config.yaml", folder / D3S2_SUBFOLDER / "model_dense.ckpt"
         cfg = OmegaConf.load(config)
         state = torch.load(ckpt, map_location="cpu", weights_only=True)
         self.device = _device()

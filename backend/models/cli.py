@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(f"models config: {registry.config_path()}; models_dir: {registry.models_dir() or '(not set)'}")
             for row in rows:
-                print(f"{row['name']:<26} {row['size']:>9}  {row['state']}\n{'':<26} {row['source']}: {row['description']}")
+                print(f"{row['name']:<26} {row['size']:>15}  {row['state']}\n{'':<26} {row['source']}: {row['description']}")
         return 0
     if args.action == "download":
         path = registry.download(args.name)

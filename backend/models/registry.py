@@ -34,11 +34,12 @@ INSTALL_HINT = "python -m backend models download {name}"
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
-    kind: str  # what loads it: "diffusers-wan-vace", "diffusers-wan-i2v", "diffsynth-wan-fun", "lora-files"
+    kind: str  # what loads it: "diffusers-wan-vace", "diffusers-wan-i2v", "diffsynth-wan-fun", "lora-files",
+    # "trellis-sparse-structure", "direct3d-s2-dense"
     description: str
     repo_id: str | None  # Hugging Face repository; None = a local folder only (see `install`)
     revision: str = "main"  # a commit hash pins it; a branch is pinned at download time (lock file)
-    size_gb: float = 0.0  # download size (about)
+    size_gb: float = 0.0  # download size (about); 0 = not known here
     allow_patterns: tuple[str, ...] | None = None  # the files of the repository this model uses
     required: tuple[str, ...] = ()  # glob patterns that must match a file in the folder
     requires: tuple[str, ...] = ()  # other models it needs installed too
@@ -109,11 +110,31 @@ MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (
         "Ink3D OrbitPainter LoRAs (high-noise and low-noise experts, with their patch embeddings) "
         "for Wan2.2-Fun-A14B-Control",
         None, size_gb=1.2,
+        allow_patterns=("*.safetensors", "*.json", "*.md"),
         required=("high_noise*.safetensors", "low_noise*.safetensors"),
         requires=("wan2.2-fun-a14b-control", "wan2.1-t2v-1.3b-encoders"),
-        install=("put the two OrbitPainter LoRA files (names starting high_noise / low_noise, "
-                 ".safetensors) in a folder and name it in the models config: "
-                 "[models.\"orbitpainter\"] path = \"/path/to/folder\" (or put them in <models_dir>/orbitpainter/)"),
+        install=("name the Hub repository Ink3D publishes the two OrbitPainter LoRA files in, in the models config "
+                 "([models.\"orbitpainter\"] repo_id = \"OWNER/NAME\"), then run: python -m backend models download "
+                 "orbitpainter; or put the files (names starting high_noise / low_noise, .safetensors) in a folder "
+                 "and name it there: [models.\"orbitpainter\"] path = \"/path/to/folder\" "
+                 "(or put them in <models_dir>/orbitpainter/)"),
+    ),
+    # 3D latent priors of the complete pipeline (complete/latent_priors.py); each also needs its own
+    # package, which needs a CUDA GPU. Only some files of each repository are used (sizes not listed).
+    ModelSpec(
+        "trellis-image-large", "trellis-sparse-structure",
+        "TRELLIS image-large, sparse-structure stage (occupancy VAE + flow DiT) for guided completion",
+        "microsoft/TRELLIS-image-large",
+        allow_patterns=("ckpts/ss_*", "pipeline.json"),
+        required=tuple(f"ckpts/{c}.{x}" for c in ("ss_enc_conv3d_16l8_fp16", "ss_dec_conv3d_16l8_fp16",
+                                                   "ss_flow_img_dit_L_16l8_fp16") for x in ("json", "safetensors")),
+    ),
+    ModelSpec(
+        "direct3d-s2", "direct3d-s2-dense",
+        "Direct3D-S2 v1.1 dense stage (shape VAE + DiT) for guided completion",
+        "wushuang98/Direct3D-S2",
+        allow_patterns=("direct3d-s2-v-1-1/config.yaml", "direct3d-s2-v-1-1/model_dense.ckpt"),
+        required=("direct3d-s2-v-1-1/config.yaml", "direct3d-s2-v-1-1/model_dense.ckpt"),
     ),
 )}
 
@@ -165,7 +186,7 @@ def get_spec(name: str) -> ModelSpec:
     spec = MODELS[name]
     entry = load_config().get("models", {}).get(name, {})
     revision = entry.get("revision") or _read_lock().get(name) or spec.revision
-    return replace(spec, revision=revision)
+    return replace(spec, revision=revision, repo_id=entry.get("repo_id") or spec.repo_id)
 
 
 # ----------------------------------------------------------------------------- finding files
@@ -212,8 +233,12 @@ def locate(name: str) -> Located | None:
 
 def missing_message(spec: ModelSpec) -> str:
     where = f"Hugging Face repository {spec.repo_id} @ {spec.revision}" if spec.repo_id else "no Hub repository"
-    return (f"model '{spec.name}' is not installed ({spec.description}; about {spec.size_gb:g} GB, {where}). "
+    return (f"model '{spec.name}' is not installed ({spec.description}; {size_text(spec)}, {where}). "
             f"Install it with: {spec.install_command()}")
+
+
+def size_text(spec: ModelSpec) -> str:
+    return f"about {spec.size_gb:g} GB" if spec.size_gb else "size not listed"
 
 
 def resolve(name: str) -> Path:
@@ -263,7 +288,7 @@ def download(name: str, progress: bool = True) -> Path:
     if hub_offline():
         if found is not None:
             return found.path
-        raise MissingWeightsError(f"HF_HUB_OFFLINE is set, so '{name}' (about {spec.size_gb:g} GB from "
+        raise MissingWeightsError(f"HF_HUB_OFFLINE is set, so '{name}' ({size_text(spec)} from "
                                   f"{spec.repo_id}) cannot be downloaded; unset it or copy the files into "
                                   f"{(models_dir() or Path('<models_dir>')) / name}")
     from huggingface_hub import snapshot_download
@@ -348,8 +373,8 @@ def status_rows() -> list[dict[str, str]]:
     for name in MODELS:
         spec = get_spec(name)
         found = locate(name)
-        rows.append({"name": name, "size": f"{spec.size_gb:g} GB",
+        rows.append({"name": name, "size": size_text(spec),
                      "state": f"installed ({found.source}: {found.path})" if found else "missing",
-                     "source": f"{spec.repo_id}@{spec.revision}" if spec.repo_id else "local folder only",
+                     "source": f"{spec.repo_id}@{spec.revision}" if spec.repo_id else "no Hub repository known (repo_id or path in the models config)",
                      "description": spec.description})
     return rows

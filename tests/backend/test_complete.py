@@ -342,10 +342,12 @@ def test_guided_completion_follows_the_front_latent_and_the_model_shapes_the_bac
 def test_model_engines_without_weights_name_what_to_install(tmp_path):
     scan = tmp_path / "sphere.npy"
     np.save(scan, sphere_point_map(size=32))
-    for engine, words in (("trellis", "TRELLIS"), ("direct3d-s2", "Direct3D-S2")):
+    for engine, words, model in (("trellis", "TRELLIS", "trellis-image-large"),
+                                 ("direct3d-s2", "Direct3D-S2", "direct3d-s2")):
         with pytest.raises(MissingWeightsError, match=words) as err:
             pipeline.run({"scan": scan}, pipeline.Params(engine=engine), tmp_path / engine, lambda f, s: None)
-        assert "huggingface-cli download" in str(err.value)
+        assert "package" in str(err.value)  # the engine's own package, and the weights through the registry
+        assert f"python -m backend models download {model}" in str(err.value)
 
 
 # ------------------------------------------------------------------------------------ bad input

@@ -141,3 +141,39 @@ def test_memory_checks(tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     check_memory(VACE, need, "cpu", force_cpu=True, free_bytes=64 * GiB)
     with pytest.raises(InsufficientMemoryError, match="available"):
         check_memory(VACE, need, "cpu", force_cpu=True, free_bytes=1)
+
+
+def test_download_pins_the_commit_it_got_for_orbitpainter_and_its_base(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`models download orbitpainter` fetches the base models it needs first, then the LoRA files
+    from the repository the config names; the lock file pins each commit, so later runs resolve it."""
+    import huggingface_hub
+
+    got: list[tuple[str, str]] = []
+
+    def fake_snapshot_download(repo_id: str, revision: str = "main", allow_patterns=None, local_files_only=False):  # type: ignore[no-untyped-def]
+        commit = ("%040x" % abs(hash(repo_id)))[:40]
+        folder = env / "hub" / repo_id.replace("/", "--") / commit
+        if local_files_only:
+            if revision not in (commit, "main") or not folder.is_dir():
+                raise huggingface_hub.errors.LocalEntryNotFoundError("not cached")
+            return str(folder)
+        got.append((repo_id, revision))
+        for pattern in {"alibaba-pai/Wan2.2-Fun-A14B-Control": ["high_noise_model/a.safetensors", "low_noise_model/a.safetensors"],
+                        "Wan-AI/Wan2.1-T2V-1.3B": ["models_t5_umt5-xxl-enc-bf16.pth", "Wan2.1_VAE.pth", "google/umt5-xxl/t.json"],
+                        "someone/orbitpainter": ["high_noise_lora.safetensors", "low_noise_lora.safetensors"]}[repo_id]:
+            (folder / pattern).parent.mkdir(parents=True, exist_ok=True)
+            (folder / pattern).write_bytes(b"x")
+        return str(folder)
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    with pytest.raises(MissingWeightsError, match="repo_id"):  # no repository named yet: says how
+        registry.download("orbitpainter")
+    config = env / "config" / "models.toml"
+    config.write_text('[models."orbitpainter"]\nrepo_id = "someone/orbitpainter"\n')
+    folder = registry.download("orbitpainter")
+    assert [r for r, _ in got] == ["alibaba-pai/Wan2.2-Fun-A14B-Control", "Wan-AI/Wan2.1-T2V-1.3B", "someone/orbitpainter"]
+    lock = json.loads((env / "config" / "models.lock.json").read_text())
+    assert lock["orbitpainter"] == folder.name and len(lock) == 3
+    assert registry.get_spec("orbitpainter").revision == folder.name  # later runs load exactly that commit
+    assert registry.resolve("orbitpainter") == folder
