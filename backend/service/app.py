@@ -14,6 +14,7 @@ pipeline (the worker process does) and never imports torch.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -182,12 +183,15 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         from fastapi.openapi.utils import get_openapi
 
         schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
-        form = schema["paths"]["/jobs"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+        media = schema["paths"]["/jobs"]["post"]["requestBody"]["content"]["multipart/form-data"]
+        form, media["examples"] = media["schema"], {}
         for job_type in sorted(registry.job_types()):
             try:
                 kind = registry.kind(job_type)
             except Exception:  # a broken pipeline module: GET /job-types says so
                 continue
+            media["examples"][job_type] = {"summary": f"a {job_type} job with default params", "value": {
+                "spec": json.dumps({"type": job_type, "params": {}}), **{role: "..." for role in kind.inputs}}}
             for role, text in {**kind.inputs, **kind.optional_inputs}.items():
                 form["properties"].setdefault(role, {"type": "string", "format": "binary", "description": ""})
                 form["properties"][role]["description"] += f"{job_type}: {text}. "

@@ -88,3 +88,7 @@ def test_schemathesis_finds_no_server_error(server: Server, tmp_path: Path) -> N
     assert " passed" in run.stdout and "Tested:" in run.stdout, run.stdout[-3000:]
     log = server.data / "logs" / "server.log"
     assert not log.exists() or "internal error" not in log.read_text()
+    # the schema's examples (one per job type) let it submit jobs: they ran and none hit a bug
+    jobs = server.client.get("/jobs").json()["jobs"]
+    assert any(job["state"] == "done" for job in jobs), jobs
+    assert not [job for job in jobs if job["message"].startswith("internal error")]
