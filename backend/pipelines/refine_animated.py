@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -45,14 +44,9 @@ def is_animated_gltf(path: Path) -> bool:
 def _sequence_files(path: Path, tmp: Path) -> list[Path]:
     folder = path
     if path.suffix.lower() == ".zip":
-        try:
-            with zipfile.ZipFile(path) as zf:
-                for member in zf.infolist():
-                    if not str((tmp / member.filename).resolve()).startswith(str(tmp.resolve())):
-                        raise InputError(f"{path.name}: member {member.filename!r} points outside the archive")
-                zf.extractall(tmp)
-        except zipfile.BadZipFile:
-            raise InputError(f"{path.name}: not a readable zip file") from None
+        from ..assets.archive import extract_zip
+
+        extract_zip(path, tmp)  # within the archive limits
         folder = tmp
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in SEQUENCE_SUFFIXES)
     if len(files) < 2:
@@ -103,7 +97,9 @@ def refine_animated(inputs: dict[str, Path], subjects: list[Path], params: "Para
     from .refine_progressive import progressive_inpaint
 
     progress(0.0, "loading the animation")
-    with tempfile.TemporaryDirectory(prefix="orbitex_refine_seq_") as tmp:
+    main.parent.mkdir(parents=True, exist_ok=True)
+    # a zipped sequence is unpacked beside the result (in the service: inside the job's folder)
+    with tempfile.TemporaryDirectory(prefix=".sequence_", dir=main.parent) as tmp:
         target, texture, posed, times, description = load_animation(Path(inputs["asset"]), params, Path(tmp))
         lo, hi = posed.reshape(-1, 3).min(0).astype(np.float64), posed.reshape(-1, 3).max(0).astype(np.float64)
         norm = Normalization(center=(lo + hi) / 2, scale=1.0 / float((hi - lo).max()))
