@@ -192,20 +192,33 @@ def test_symlink_out_of_the_view_set_is_refused_unless_allowed(tmp_path: Path) -
     assert np.allclose(read_viewset(inside).images[0], 200 / 255)
 
 
-def test_cli_refuses_outside_paths_with_a_clear_error(tmp_path: Path) -> None:
-    (tmp_path / "outside.png").write_bytes(_png(255))
-    folder = _viewset_folder(tmp_path, str(tmp_path / "outside.png"))
+def test_cli_refuses_outside_paths_unless_allowed(tmp_path: Path) -> None:
+    white = np.full((16, 16, 3), 255, np.uint8)
+    Image.fromarray(white).save(tmp_path / "outside.png")
+    folder = tmp_path / "views"
+    folder.mkdir()
+    c2w = np.eye(4)
+    c2w[2, 3] = 2.0  # on +Z, looking at the box
+    (folder / "transforms.json").write_text(json.dumps({
+        "fl_x": 16.0, "fl_y": 16.0, "cx": 8.0, "cy": 8.0, "w": 16, "h": 16,
+        "frames": [{"file_path": str(tmp_path / "outside.png"), "transform_matrix": c2w.tolist()}]}))
     mesh = tmp_path / "box.glb"
     mesh.write_bytes(_box_glb())
-    run = subprocess.run([sys.executable, "-m", "backend", "bake", str(mesh), str(folder), "--out",
-                          str(tmp_path / "out.glb"), "--texture-size", "64", "--voxel-res", "16"],
-                         cwd=REPO, capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert run.returncode == 2, run.stderr
-    assert "frame 0 file_path leads outside the view set folder" in run.stderr
-    assert "--allow-outside-paths" in subprocess.run(
-        [sys.executable, "-m", "backend", "bake", "--help"], cwd=REPO, capture_output=True, text=True,
-        timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)}).stdout
+
+    def bake(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "backend", "bake", str(mesh), str(folder), "--out",
+                               str(tmp_path / "out.glb"), "--texture-size", "64", "--voxel-res", "16", *extra],
+                              cwd=REPO, capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "PYTHONPATH": str(REPO)})
+
+    refused = bake()
+    assert refused.returncode == 2, refused.stderr
+    assert "frame 0 file_path leads outside the view set folder" in refused.stderr
+    assert not (tmp_path / "out.glb").exists()
+    allowed = bake("--allow-outside-paths")
+    assert allowed.returncode == 0, allowed.stderr[-2000:]
+    texture = np.asarray(Image.open(tmp_path / "out_files" / "texture.png").convert("RGB"))
+    assert texture.mean() > 200  # the white outside image was read and baked, on request
 
 
 # --- 5: bounded archives -------------------------------------------------------------------------
