@@ -35,7 +35,7 @@ INSTALL_HINT = "python -m backend models download {name}"
 class ModelSpec:
     name: str
     kind: str  # what loads it: "diffusers-wan-vace", "diffusers-wan-i2v", "diffsynth-wan-fun", "lora-files",
-    # "trellis-sparse-structure", "direct3d-s2-dense"
+    # "trellis-sparse-structure", "direct3d-s2-dense", "diffusers-sd-inpaint", "cotracker3"
     description: str
     repo_id: str | None  # Hugging Face repository; None = a local folder only (see `install`)
     revision: str = "main"  # a commit hash pins it; a branch is pinned at download time (lock file)

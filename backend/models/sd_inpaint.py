@@ -244,7 +244,7 @@ def train_subject_lora(subject_images: list[np.ndarray], model: str, cache_dir: 
         raise InputError(f"the LoRA training resolution must be divisible by 8, not {resolution}")
     pixels = _subject_pixels(subject_images, resolution)
     settings = {"steps": steps, "rank": rank, "lr": lr, "resolution": resolution, "seed": seed,
-                "instance_prompt": INSTANCE_PROMPT}
+                "instance_prompt": INSTANCE_PROMPT, "weights": str(folder)}  # a Hub snapshot folder names its commit
     out = Path(cache_dir) / lora_key(pixels, model, settings)
     if (out / LORA_FILE).is_file() and (out / LORA_META).is_file():
         if progress is not None:

@@ -164,3 +164,19 @@ def test_refine_end_to_end_with_sd_inpaint(env: Path, tmp_path: Path) -> None:
     refine.run({"asset": asset, "subject": subject}, params, tmp_path / "b.glb", no_progress)
     assert [p.name for p in lora_cache_dir().iterdir()] == [lora.name]
     assert (lora / LORA_META).stat().st_mtime_ns == stamp  # the second run reused the subject LoRA
+
+
+def test_cotracker_queries_and_input_checks_come_before_the_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from backend.errors import InputError
+    from backend.models import cotracker
+
+    q = cotracker.grid_queries(8, 12, source=3, grid_step=4)
+    assert q.shape == (6, 3) and set(q[:, 0]) == {3.0}
+    assert q[:, 1].tolist() == [2, 6, 10] * 2 and q[:, 2].tolist() == [2, 2, 2, 6, 6, 6]  # (frame, x, y), pixel centres
+    _isolate(monkeypatch, tmp_path, tmp_path / "no-models")
+    with pytest.raises(InputError, match="frames"):
+        cotracker.track_backward(np.zeros((1, 8, 8, 3), np.float32), 0, 4)
+    with pytest.raises(InputError, match="out of range"):
+        cotracker.track_backward(np.zeros((3, 8, 8, 3), np.float32), 5, 4)
+    with pytest.raises(MissingWeightsError, match="scaled_offline|cotracker3-offline"):
+        cotracker.track_backward(np.zeros((3, 8, 8, 3), np.float32), 0, 4)
