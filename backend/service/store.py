@@ -172,7 +172,7 @@ class JobStore:
         if self._execute("UPDATE jobs SET state = 'cancelled', stage = 'cancelled', message = 'cancelled before it started',"
                          " cancel_requested = ?, updated = ?, finished = ? WHERE id = ? AND state = 'queued'",
                          (time.time(), stamp, stamp, job_id)):
-            return "cancelled"
+            return JobState.CANCELLED
         self._execute("UPDATE jobs SET cancel_requested = ?, updated = ? WHERE id = ? AND state = 'running'"
                       " AND cancel_requested IS NULL", (time.time(), stamp, job_id))
         job = self.get(job_id)
@@ -232,7 +232,7 @@ class JobStore:
                results: list[dict[str, Any]] | None = None) -> bool:
         assert state in FINAL_STATES
         stamp = now_iso()
-        progress_sql = ", progress = 1.0" if state == "done" else ""
+        progress_sql = ", progress = 1.0" if state == JobState.DONE else ""
         return self._execute(
             f"UPDATE jobs SET state = ?, stage = ?, message = ?, results = ?, updated = ?, finished = ?{progress_sql}"
             " WHERE id = ? AND worker = ? AND state = 'running'",

@@ -92,3 +92,14 @@ def test_schemathesis_finds_no_server_error(server: Server, tmp_path: Path) -> N
     jobs = server.client.get("/jobs").json()["jobs"]
     assert any(job["state"] == "done" for job in jobs), jobs
     assert not [job for job in jobs if job["message"].startswith("internal error")]
+
+
+def test_store_sql_uses_only_the_defined_states() -> None:
+    """The store's SQL spells states as literals; each must be a JobState (the one list)."""
+    import re
+
+    from backend.service import store
+
+    source = Path(store.__file__).read_text()
+    spelled = set(re.findall(r"state = '(\w+)'", source)) | set(re.findall(r"VALUES \(\?, \?, '(\w+)'", source))
+    assert spelled and spelled <= {s.value for s in store.JobState}, spelled
