@@ -210,14 +210,21 @@ def asset_kind(path: Path) -> str:
 
 
 def check_models(params: Params) -> None:
-    """Fail before any work when the chosen inpainter or tracker cannot run (weights named)."""
+    """Fail before any work when the chosen inpainter or tracker cannot run (every missing model named at once)."""
+    from ..errors import MissingWeightsError
     from ..models.inpaint import require_inpainter
 
-    require_inpainter(params.inpainter, params.model)
+    checks = [lambda: require_inpainter(params.inpainter, params.model)]
     if params.tracker == "cotracker":
-        module = _cotracker()
-        if hasattr(module, "require_weights"):
-            module.require_weights()
+        checks.append(lambda: _cotracker().require_weights())
+    problems = []
+    for check in checks:
+        try:
+            check()
+        except MissingWeightsError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise MissingWeightsError(" ".join(problems))
 
 
 def _cotracker():  # type: ignore[no-untyped-def]

@@ -78,11 +78,14 @@ def test_missing_weights_are_named_before_any_work(tmp_path: Path, monkeypatch: 
         cotracker.require_weights()
     asset = can_glb(tmp_path / "can.glb")
     subject = subject_png(tmp_path / "subject.png")
-    for out, option in (("a.glb", {"inpainter": "sd-inpaint"}), ("b.glb", {"tracker": "cotracker"})):
+    for out, option, named in (("a.glb", {"inpainter": "sd-inpaint"}, r"'sd-inpaint'"),
+                               ("b.glb", {"tracker": "cotracker"}, r"cotracker3-offline"),
+                               ("c.glb", {"inpainter": "sd-inpaint", "tracker": "cotracker"},
+                                r"'sd-inpaint'.*cotracker3-offline")):
         params = parse_params(refine.Params, {"frames": 8, "size": 32, "source_view": "0", **option})
-        with pytest.raises(MissingWeightsError):
+        with pytest.raises(MissingWeightsError, match=named):
             refine.run({"asset": asset, "subject": subject}, params, tmp_path / out, no_progress)
-    assert not (tmp_path / "a_files").exists() and not (tmp_path / "b_files").exists()
+    assert not any((tmp_path / f"{n}_files").exists() for n in "abc")
     assert not (tmp_path / "cache").exists()  # no LoRA training started
 
 
