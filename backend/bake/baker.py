@@ -17,14 +17,14 @@ import numpy as np
 import torch
 
 from ..assets.mesh import Mesh
+from ..assets.surface_voxels import VoxelGraph, bfs_fill, build_voxels
 from ..errors import InputError
 from ..progress import Progress, no_progress, sub_progress
 from . import selection
 from .colour import texel_average, texel_colours
-from .fill import bfs_fill, gutter_fill
+from .fill import gutter_fill
 from .params import BakeParams
 from .seams import blend_strips, level_offsets, seam_differences
-from .surface import VoxelGraph, build_voxels
 from .uv_atlas import make_uv_map
 from .uv_raster import Texels, texel_samples
 from .visibility import ViewDepth, camera_tensors, rasterize_views, valid_pixels

@@ -21,8 +21,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..assets.surface_voxels import VoxelGraph
 from .colour import sample_bilinear
-from .surface import VoxelGraph
 from .visibility import ViewDepth, visibility
 
 

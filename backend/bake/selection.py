@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from ..assets.surface_voxels import VoxelGraph
 from ..progress import Progress, no_progress
 from .colour import sample_nearest
-from .surface import VoxelGraph
 from .visibility import ViewDepth, visibility
 
 if TYPE_CHECKING:

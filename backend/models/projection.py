@@ -123,8 +123,7 @@ def fill_surface(mesh: Mesh, points: np.ndarray, normals: np.ndarray, colour: np
     """Fill colour per point for the unseen ones: the bake's surface voxels of the points, seen
     colours averaged per voxel, unseen voxels filled by the bake's multi-source BFS from the seen
     ones, then smoothed."""
-    from ..bake.fill import bfs_fill
-    from ..bake.surface import build_voxels
+    from ..assets.surface_voxels import bfs_fill, build_voxels
 
     graph, voxel_of = build_voxels(mesh, points.astype(np.float32), normals.astype(np.float32), resolution)
     n = len(graph)

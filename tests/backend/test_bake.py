@@ -8,13 +8,13 @@ import pytest
 import torch
 
 from backend.assets.mesh import make_mesh
+from backend.assets.surface_voxels import VoxelGraph, bfs_sources, build_voxels
 from backend.assets.viewset import ViewSet
 from backend.bake import selection
 from backend.bake.baker import bake
-from backend.bake.fill import bfs_sources, gutter_fill
+from backend.bake.fill import gutter_fill
 from backend.bake.params import BakeParams
 from backend.bake.seams import level_offsets
-from backend.bake.surface import VoxelGraph, build_voxels
 from backend.bake.uv_raster import rasterize_uv, texel_samples
 from backend.errors import InputError
 from bench.synthetic import render_views, torus_mesh

@@ -6,6 +6,8 @@ two sides of a part thinner than a voxel are separate voxels that never share a 
 are made from the texel points plus random area-uniform surface samples (about four per voxel
 face), so the graph stays connected where the texture is coarser than the voxels. Two voxels
 are neighbours when their cells are equal or 6-adjacent and their normals are not opposed.
+Unseen voxels are filled by a multi-source BFS from the seen ones (`bfs_fill`). The bake and the
+projection generator both use these, so they live below both.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..assets.mesh import Mesh
+from .mesh import Mesh
 
 NORMAL_CLASSES = 6
 _OPPOSED_COS = -0.3  # normals more opposed than this (thin shells' two sides) are not neighbours
@@ -110,3 +112,37 @@ def _edges(keys: np.ndarray, cells: np.ndarray, normals: np.ndarray, res: int) -
     pairs = np.stack([code // len(keys), code % len(keys)], 1)
     cos = (normals[pairs[:, 0]] * normals[pairs[:, 1]]).sum(1)
     return pairs[cos > _OPPOSED_COS].astype(np.int64)
+
+
+def bfs_sources(graph: VoxelGraph, seen: np.ndarray) -> np.ndarray:
+    """For every voxel, the nearest seen voxel in graph hops (multi-source BFS); a seen voxel is
+    its own source; -1 where no seen voxel is connected."""
+    from scipy.sparse.csgraph import dijkstra
+
+    seen = np.asarray(seen, dtype=bool)
+    seeds = np.nonzero(seen)[0]
+    if len(seeds) == 0:
+        return np.full(len(graph), -1, dtype=np.int64)
+    if len(graph.edges) == 0:
+        return np.where(seen, np.arange(len(graph)), -1)
+    _, _, sources = dijkstra(graph.adjacency(), directed=False, indices=seeds, unweighted=True,
+                             min_only=True, return_predecessors=True)
+    return np.where(sources < 0, -1, sources).astype(np.int64)
+
+
+def bfs_fill(graph: VoxelGraph, seen: np.ndarray, values: np.ndarray,
+             fallback: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-voxel values (V, C) where unseen voxels take their BFS source's value; voxels cut off
+    from every seen one take `fallback` (default: the mean of the seen values). Returns the
+    filled values and the sources."""
+    src = bfs_sources(graph, seen)
+    out = np.array(values, copy=True)
+    unseen = ~np.asarray(seen, dtype=bool)
+    reach = unseen & (src >= 0)
+    out[reach] = values[src[reach]]
+    lost = unseen & (src < 0)
+    if lost.any():
+        if fallback is None:
+            fallback = values[seen].mean(0) if np.any(seen) else np.full(values.shape[1:], 0.5)
+        out[lost] = fallback
+    return out, src
