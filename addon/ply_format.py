@@ -317,12 +317,31 @@ def read_triangles(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
 def write_points(path: str | Path, points: np.ndarray, normals: np.ndarray | None = None) -> Path:
     """A binary little-endian PLY point cloud (x y z [nx ny nz] float32)."""
-    path = Path(path)
     points = np.asarray(points, dtype="<f4").reshape(-1, 3)
-    names = ["x", "y", "z"] + (["nx", "ny", "nz"] if normals is not None else [])
-    table = points if normals is None else np.concatenate([points, np.asarray(normals, "<f4").reshape(-1, 3)], 1)
+    columns = {a: points[:, i] for i, a in enumerate("xyz")}
+    if normals is not None:
+        normals = np.asarray(normals, "<f4").reshape(-1, 3)
+        columns.update({a: normals[:, i] for i, a in enumerate(("nx", "ny", "nz"))})
+    return _write_float_vertices(path, columns)
+
+
+def write_gaussians(path: str | Path, columns: dict[str, np.ndarray]) -> Path:
+    """A 3DGS PLY of `columns` (name -> (N,) values): x y z, f_dc_*, f_rest_*, opacity, scale_*, rot_*
+    in the reference order (normals only when given); PlyError when a property is missing."""
+    rest = sorted((n for n in columns if n.startswith("f_rest_")), key=lambda n: int(n[7:]))
+    degree = round((1 + len(rest) // 3) ** 0.5) - 1
+    names = [n for n in gaussian_property_names(degree) if n in columns or n not in ("nx", "ny", "nz")]
+    missing = [n for n in names if n not in columns]
+    if missing or (degree + 1) ** 2 != 1 + len(rest) // 3 or len(rest) % 3:
+        raise PlyError(f"not a set of 3DGS properties (missing {', '.join(missing[:6]) or 'a whole SH degree'})")
+    return _write_float_vertices(path, {n: columns[n] for n in names})
+
+
+def _write_float_vertices(path: str | Path, columns: dict[str, np.ndarray]) -> Path:
+    path = Path(path)
+    table = np.stack([np.asarray(c, dtype="<f4").ravel() for c in columns.values()], axis=1)
     header = ("ply\nformat binary_little_endian 1.0\ncomment written by Orbitex (Blender side)\n"
-              f"element vertex {len(points)}\n" + "".join(f"property float {n}\n" for n in names) + "end_header\n")
+              f"element vertex {len(table)}\n" + "".join(f"property float {n}\n" for n in columns) + "end_header\n")
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as fh:
         fh.write(header.encode("ascii"))

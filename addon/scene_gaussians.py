@@ -21,7 +21,11 @@ from pathlib import Path
 import bpy
 from mathutils import Matrix
 
-from .ply_format import C0, GaussianPly, read_gaussians
+import json
+
+import numpy as np
+
+from .ply_format import C0, GaussianPly, PlyError, read_gaussians, write_gaussians
 from .scene_io import only_selected
 
 # glTF (+Y up) -> Blender (+Z up), as Blender's glTF importer converts: (x, y, z) -> (x, -z, y)
@@ -73,6 +77,77 @@ def import_gaussians(path: str | Path, name: str, frame: Matrix | None = None,
             bpy.data.meshes.remove(mesh)
         raise
     return obj
+
+
+def is_gaussian_object(obj: bpy.types.Object | None) -> bool:
+    """A point cloud carrying the 3DGS attributes (as import_gaussians makes it)."""
+    if obj is None or obj.type != "POINTCLOUD":
+        return False
+    names = set(obj.data.attributes.keys())
+    return {"f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "rot_0"} <= names
+
+
+def export_gaussians(obj: bpy.types.Object, path: str | Path) -> Path:
+    """The Gaussians of a point-cloud object as a 3DGS PLY in the object's own frame (the frame of the
+    file it was imported from: its matrix maps that frame to the world)."""
+    if not is_gaussian_object(obj):
+        raise PlyError(f"{obj.name!r} is not a Gaussian point cloud (no 3DGS attributes)")
+    cloud = obj.data
+    count = len(cloud.points)
+    if count == 0:
+        raise PlyError(f"{obj.name!r} holds no Gaussians")
+    positions = np.empty(count * 3, dtype=np.float32)
+    cloud.attributes["position"].data.foreach_get("vector", positions)
+    columns: dict[str, np.ndarray] = {a: positions.reshape(-1, 3)[:, i] for i, a in enumerate("xyz")}
+    for attribute in cloud.attributes:
+        if attribute.data_type == "FLOAT" and attribute.domain == "POINT" and not attribute.name.startswith("."):
+            values = np.empty(count, dtype=np.float32)
+            attribute.data.foreach_get("value", values)
+            columns[attribute.name] = values
+    return write_gaussians(path, columns)
+
+
+def import_gaussian_sequence(index_path: str | Path, folder: str | Path, name: str, frame: Matrix | None = None,
+                             collections: list[bpy.types.Collection] | None = None,
+                             start_frame: int | None = None) -> bpy.types.Object:
+    """A 4D Gaussian result: an empty `name` holding one Gaussian point cloud per time of the
+    sequence index (frames.json: {"frames": [{"file", "time"}, ...]}), each visible on its own
+    timeline frame only (keyed visibility, from the scene's start frame on), so scrubbing the
+    timeline plays the sequence. Every file is read before anything is created."""
+    index = json.loads(Path(index_path).read_text())
+    entries = index.get("frames") if isinstance(index, dict) else None
+    if not entries:
+        raise PlyError(f"{Path(index_path).name}: the sequence index lists no frames")
+    files = [Path(folder) / Path(str(e["file"])).name for e in entries]
+    for f in files:
+        read_gaussians(f)  # a missing or broken frame fails before the scene changes
+    start = bpy.context.scene.frame_start if start_frame is None else start_frame
+    parent = bpy.data.objects.new(name, None)
+    children: list[bpy.types.Object] = []
+    try:
+        for collection in collections or [bpy.context.scene.collection]:
+            collection.objects.link(parent)
+        parent.matrix_world = frame if frame is not None else Y_UP_TO_Z_UP
+        parent["orbitex_sequence_times"] = [float(e.get("time", i)) for i, e in enumerate(entries)]
+        for i, f in enumerate(files):
+            child = import_gaussians(f, f"{name} {i:03d}", Matrix.Identity(4), collections)
+            children.append(child)
+            child.parent = parent
+            child["orbitex_sequence_frame"] = i
+            for k in range(len(files)):
+                child.hide_viewport = child.hide_render = k != i
+                child.keyframe_insert("hide_viewport", frame=start + k)
+                child.keyframe_insert("hide_render", frame=start + k)
+            child.hide_viewport = child.hide_render = (bpy.context.scene.frame_current - start) != i
+    except BaseException:
+        for child in children:
+            data = child.data
+            bpy.data.objects.remove(child)
+            if data is not None and data.users == 0:
+                bpy.data.pointclouds.remove(data)
+        bpy.data.objects.remove(parent)
+        raise
+    return parent
 
 
 def _fill_mesh(mesh: bpy.types.Mesh, gaussians: GaussianPly) -> None:

@@ -5,13 +5,15 @@ The options are the operators' own (the same mixins), so a panel button passes t
 from __future__ import annotations
 
 import bpy
-from bpy.props import EnumProperty, PointerProperty
+from bpy.props import CollectionProperty, EnumProperty, PointerProperty
 
 from ..operators.bake_from_cameras import BakeOptions
 from ..operators.batch_collection import MODES
+from ..operators.refine_subject import RefineOptions
 from ..operators.texture_selected import TextureOptions
 
 SCENE_PROPERTY = "orbitex_texturing"
+REFINE_PROPERTY = "orbitex_refine"
 
 
 class OrbitexTexturingSettings(TextureOptions, BakeOptions, bpy.types.PropertyGroup):
@@ -20,6 +22,20 @@ class OrbitexTexturingSettings(TextureOptions, BakeOptions, bpy.types.PropertyGr
     batch_collection: PointerProperty(name="Collection", type=bpy.types.Collection,
                                       description="Every mesh of this collection (and its children) gets a job")
     batch_mode: EnumProperty(name="Job", items=MODES, default="TEXTURE")
+
+
+class OrbitexSubjectSlot(bpy.types.PropertyGroup):
+    image: PointerProperty(name="Photo", type=bpy.types.Image, description="A photo of the subject")
+
+
+class OrbitexRefineSettings(RefineOptions, bpy.types.PropertyGroup):
+    """What the Refine section remembers per scene (Scene.orbitex_refine)."""
+
+    subjects: CollectionProperty(type=OrbitexSubjectSlot, name="Subject Photos")
+
+
+def refine_settings(context) -> OrbitexRefineSettings:  # type: ignore[no-untyped-def]
+    return getattr(context.scene, REFINE_PROPERTY)
 
 
 def copy_options(settings: OrbitexTexturingSettings, op, mixins: tuple[type, ...]) -> None:  # type: ignore[no-untyped-def]
@@ -33,8 +49,10 @@ def copy_options(settings: OrbitexTexturingSettings, op, mixins: tuple[type, ...
 
 def register_properties() -> None:
     setattr(bpy.types.Scene, SCENE_PROPERTY, PointerProperty(type=OrbitexTexturingSettings))
+    setattr(bpy.types.Scene, REFINE_PROPERTY, PointerProperty(type=OrbitexRefineSettings))
 
 
 def unregister_properties() -> None:
-    if hasattr(bpy.types.Scene, SCENE_PROPERTY):
-        delattr(bpy.types.Scene, SCENE_PROPERTY)
+    for name in (SCENE_PROPERTY, REFINE_PROPERTY):
+        if hasattr(bpy.types.Scene, name):
+            delattr(bpy.types.Scene, name)

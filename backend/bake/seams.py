@@ -81,7 +81,9 @@ def seam_differences(graph: VoxelGraph, labels: np.ndarray, images: torch.Tensor
     ok = (conf > _MIN_CONF).numpy()
     colour = sample_bilinear(images, view[ok], px[ok], py[ok]).numpy()
     hits = np.bincount(req[ok], minlength=len(req_vox)).astype(np.float64)
-    mean = np.stack([np.bincount(req[ok], colour[:, c], minlength=len(req_vox)) for c in range(colour.shape[1])], 1)
+    # float even when no request is visible (np.bincount of nothing is int, whatever the weights)
+    mean = np.stack([np.bincount(req[ok], colour[:, c], minlength=len(req_vox)) for c in range(colour.shape[1])],
+                    1).astype(np.float64)
     mean /= np.maximum(hits, 1)[:, None]
     seen = hits >= max(1, per_voxel // 4)
     s = len(e)

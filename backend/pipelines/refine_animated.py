@@ -242,4 +242,5 @@ def _gaussian_sequence(rest: "Mesh", posed: np.ndarray, times: np.ndarray, textu
     index = side / "frames.json"
     index.write_text(json.dumps({"frames": entries, "gaussians": count, "attached_to_surface": True}, indent=2) + "\n")
     shutil.copyfile(folder / "000.ply", main)
-    return {"gaussians": main, "frames_index": index}
+    # `sequence` (the frames folder) is served zipped, so a client gets every frame in one download
+    return {"gaussians": main, "frames_index": index, "sequence": folder}

@@ -69,6 +69,7 @@ def test_gaussian_sequence_and_mesh_sequence(tmp_path: Path) -> None:
                          tmp_path / "seq.ply", no_progress)
     index = json.loads(Path(results["frames_index"]).read_text())
     assert len(index["frames"]) == 3
+    assert sorted(p.name for p in Path(results["sequence"]).iterdir()) == ["000.ply", "001.ply", "002.ply"]
     g0, g2 = (read_ply(tmp_path / "seq_files" / index["frames"][k]["file"]) for k in (0, 2))
     assert len(g0) == len(g2)
     assert np.allclose((g2.means - g0.means).numpy(), [0.1, 0, 0], atol=1e-4)  # Gaussians ride on the surface
