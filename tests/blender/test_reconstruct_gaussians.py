@@ -97,7 +97,7 @@ def test_execute_adds_gaussians_at_the_textured_mesh(session):
     job = session.board.jobs()[-1]
     assert (job.state, job.type, job.target) == ("done", "reconstruct", "Ball Exec")
     report = json.loads(job.downloaded["report"].read_text())
-    assert report["source"] == "mesh" and report["iterations"] == TINY["iterations"]
+    assert report["source"] == "mesh" and 1 <= report["iterations"] <= TINY["iterations"]  # held-out views may stop it early
     _check_result(source, bpy.data.objects["Ball Exec Gaussians"], report["gaussians"])
     assert "Gaussians" in job.message and "PSNR" in job.message
     record = session.local_backend().client().job(job.backend_id)
