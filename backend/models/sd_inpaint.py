@@ -121,19 +121,28 @@ class SDInpainter:
 
     def inpaint(self, image: np.ndarray, mask: np.ndarray, prompt: str = "",
                 progress: Callable[[float], None] | None = None) -> np.ndarray:
-        import torch
-
         check_inputs(image, mask)
         out = np.array(image, dtype=np.float32, copy=True)
         if not mask.any():
             if progress is not None:
                 progress(1.0)
             return out
+        painted = self.generate(out, mask, prompt, progress)
+        out[mask] = painted[mask]
+        return out
+
+    def generate(self, image: np.ndarray, mask: np.ndarray, prompt: str = "",
+                 progress: Callable[[float], None] | None = None, output_type: str = "np") -> Any:
+        """The frame before compositing: (H, W, 3) float32, or with output_type "latent" the final
+        latents (1, C, H/f, W/f) of the padded frame, which outside the latent mask are the input's own."""
+        import torch
+
+        check_inputs(image, mask)
         pipe = self.pipe
         h, w = mask.shape
         # the pipeline needs sides divisible by 8: pad (edge colours, not repainted) and crop back
         ph, pw = -h % 8, -w % 8
-        padded = np.pad(np.clip(out, 0.0, 1.0), ((0, ph), (0, pw), (0, 0)), mode="edge")
+        padded = np.pad(np.clip(image, 0.0, 1.0).astype(np.float32), ((0, ph), (0, pw), (0, 0)), mode="edge")
         padded_mask = np.pad(mask, ((0, ph), (0, pw)))
         device, dtype = pipe.device, pipe.unet.dtype
         pixels = pipe.image_processor.preprocess(padded[None], height=h + ph, width=w + pw).to(device, dtype)
@@ -161,11 +170,11 @@ class SDInpainter:
         result = pipe(prompt=self.prompt_for(prompt), negative_prompt=NEGATIVE_PROMPT, image=padded[None],
                       mask_image=padded_mask[None, :, :, None].astype(np.float32), height=h + ph, width=w + pw,
                       strength=self.strength, num_inference_steps=self.steps, guidance_scale=self.guidance,
-                      generator=torch.Generator("cpu").manual_seed(self.seed), output_type="np",
+                      generator=torch.Generator("cpu").manual_seed(self.seed), output_type=output_type,
                       callback_on_step_end=masked_update, callback_on_step_end_tensor_inputs=["latents"])
-        painted = np.asarray(result.images[0][:h, :w], dtype=np.float32)
-        out[mask] = painted[mask]
-        return out
+        if output_type == "latent":
+            return result.images
+        return np.asarray(result.images[0][:h, :w], dtype=np.float32)
 
 
 # ----------------------------------------------------------------------------- subject LoRA
