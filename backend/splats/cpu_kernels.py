@@ -19,8 +19,11 @@ from .raster_torch import _SH_C3 as SH_C3
 from .raster_torch import ALPHA_MAX, ALPHA_MIN, EPS_2D, NEAR_PLANE, T_MIN
 
 # numba's plain thread pool, not its OpenMP layer: beside torch's OpenMP pool that one spins idle
-# threads between kernels and made small renders 30x slower on 2 cores (thread counts: threads.py)
+# threads between kernels and made small renders 30x slower on 2 cores (thread counts: threads.py).
+# The workqueue pool serves one caller at a time: render from one Python thread at a time.
 numba.config.THREADING_LAYER = "workqueue"
+# cache=True keys compiled kernels on this file: the raster_torch constants they bake in are read at
+# compile time, so a change there needs a touch of this file (the reference tests would catch it)
 
 LOGIT_MIN = math.log(ALPHA_MIN / (1 - ALPHA_MIN))  # below: never reaches alpha 1/255 anywhere
 DET_MIN = 1e-12
