@@ -41,6 +41,7 @@ class BakeResult:
     mesh: Mesh  # the mesh the texture is on: the input, or the input with an xatlas UV map
     vmapping: np.ndarray | None  # xatlas: new vertex -> input vertex; None when the input's UVs were used
     report: dict = field(default_factory=dict)
+    fill_kind: np.ndarray | None = None  # (T, T) int8 per texel: surface_fill.SEEN, SYMMETRY, SYNTHESIS, LEFT (BFS); -1 none
 
     @property
     def uvs(self) -> np.ndarray:
@@ -159,12 +160,14 @@ def bake(mesh: Mesh, views: "ViewSet", params: BakeParams | None = None,
         raise InputError("no view sees any of the mesh's surface (all depth tests failed): "
                          "check that the cameras and the mesh share one coordinate frame")
     progress(0.9, "filling unseen surface")
-    colour = _fill(graph, texel_voxel, colour, seen)
+    colour, kind, report["fill"] = _fill(mesh, views, graph, texels, texel_voxel, colour, seen, params)
     texture = np.zeros((size, size, colour.shape[1]), dtype=np.float32)
     texture[texels.rows, texels.cols] = colour
     covered = np.zeros((size, size), dtype=bool)
     covered[texels.rows, texels.cols] = True
     texture = np.clip(gutter_fill(texture, covered), 0.0, 1.0)
+    fill_kind = np.full((size, size), -1, dtype=np.int8)
+    fill_kind[texels.rows, texels.cols] = kind
     timer.lap("fill")
     progress(1.0, "baked")
 
@@ -177,7 +180,7 @@ def bake(mesh: Mesh, views: "ViewSet", params: BakeParams | None = None,
         "seconds": timer.seconds,
         "seconds_total": round(sum(timer.seconds.values()), 3),
     })
-    return BakeResult(texture, mesh, vmapping, report)
+    return BakeResult(texture, mesh, vmapping, report, fill_kind)
 
 
 def _align(images: torch.Tensor, uv_maps: torch.Tensor, texels: Texels, texel_voxel: np.ndarray,
@@ -263,14 +266,33 @@ def _optimize(texels: Texels, uv_maps: torch.Tensor, valid: torch.Tensor, images
     return out.numpy(), seen, None
 
 
-def _fill(graph: VoxelGraph, texel_voxel: np.ndarray, colour: np.ndarray, seen: np.ndarray) -> np.ndarray:
-    """Unseen texels take their voxel's mean seen colour, or the BFS-nearest seen voxel's."""
+def _fill(mesh: Mesh, views: "ViewSet", graph: VoxelGraph, texels: Texels, texel_voxel: np.ndarray,
+          colour: np.ndarray, seen: np.ndarray, params: BakeParams) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Unseen texels: symmetry transfer and exemplar synthesis (`fill="synthesis"`, surface_fill.py),
+    then what is still open takes its voxel's mean filled colour, or the BFS-nearest filled voxel's."""
+    from ..assets.surface_fill import LEFT, SEEN, fill_unseen
+
+    filled = seen
+    kind = np.where(seen, SEEN, LEFT).astype(np.int8)
+    report: dict = {"method": params.fill}
+    if params.fill == "synthesis" and not seen.all():
+        from ..assets.mesh_symmetry import detect_symmetry
+
+        start = time.perf_counter()
+        symmetry = detect_symmetry(mesh)
+        up = np.sum([cam.c2w[:3, 1] for cam in views.cameras], axis=0)
+        colour, kind, report = fill_unseen(texels.position, texels.normal, colour, seen, symmetry, up)
+        report["seconds"] = round(time.perf_counter() - start, 3)
+        report["method"] = params.fill
+        filled = kind != LEFT
+    else:
+        report.update({"symmetry_fraction": 0.0, "synthesis_fraction": 0.0, "bfs_fraction": float((~seen).mean())})
     n = len(graph)
-    count = np.bincount(texel_voxel[seen], minlength=n).astype(np.float64)
-    sums = np.stack([np.bincount(texel_voxel[seen], colour[seen, c], minlength=n) for c in range(colour.shape[1])], 1)
+    count = np.bincount(texel_voxel[filled], minlength=n).astype(np.float64)
+    sums = np.stack([np.bincount(texel_voxel[filled], colour[filled, c], minlength=n) for c in range(colour.shape[1])], 1)
     vox_seen = count > 0
     vox_colour = sums / np.maximum(count, 1)[:, None]
-    filled, _ = bfs_fill(graph, vox_seen, vox_colour)
+    bfs, _ = bfs_fill(graph, vox_seen, vox_colour)
     out = colour.copy()
-    out[~seen] = filled[texel_voxel[~seen]]
-    return out.astype(np.float32)
+    out[~filled] = bfs[texel_voxel[~filled]]
+    return out.astype(np.float32), kind, report

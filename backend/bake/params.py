@@ -8,6 +8,7 @@ from ..errors import InputError
 from ..render.views_frame import VIEWS_FRAMES, ViewsFrame
 
 METHODS = ("mrf", "greedy", "average", "optimize")
+FILLS = ("synthesis", "bfs")
 Method = Literal["mrf", "greedy", "average", "optimize"]
 
 
@@ -34,6 +35,7 @@ class BakeParams:
     optimize_steps: int = 200  # gradient steps of the `optimize` method
     rasterizer: str = "auto"  # G-buffer rasterizer: auto | moderngl | torch | nvdiffrast
     views_frame: ViewsFrame = "auto"  # the cameras' frame: gltf (the mesh file's) | blender (Z up) | auto (checked)
+    fill: Literal["synthesis", "bfs"] = "synthesis"  # unseen surface: symmetry transfer + exemplar synthesis, BFS for the rest; or BFS alone
 
     def __post_init__(self) -> None:
         if self.views_frame not in VIEWS_FRAMES:
@@ -56,5 +58,7 @@ class BakeParams:
             raise InputError("lock_angle must be in (0, 90] degrees")
         if self.align_passes < 1 or not self.align_max_shift > 0:
             raise InputError("align_passes must be at least 1 and align_max_shift > 0")
+        if self.fill not in FILLS:
+            raise InputError(f"unknown fill {self.fill!r}; use one of {', '.join(FILLS)}")
         if self.optimize_steps < 1:
             raise InputError("optimize_steps must be at least 1")

@@ -2,10 +2,12 @@
 
 Every surface point the orbits see (the covered pixels of their G-buffers) takes the reference
 image's colour where the reference camera sees it (depth test against the reference G-buffer,
-inside the subject's mask, facing the camera). The other points get a fill: surface voxels of the
-same points, coloured by the seen points, unseen voxels filled by the bake's multi-source BFS over
-the 6-connected voxel graph from the seen border, then smoothed. The back of the object is
-therefore a continuation of the visible border colours, not generated content.
+inside the subject's mask, facing the camera). The other points get the bake's fill of unseen
+surface (backend/assets/surface_fill.py): colours transferred through the mesh's mirror planes or
+rotation axis where the counterpart was seen, exemplar synthesis from the seen surface where no
+symmetry reaches, and for what is still open (insides, folds) the surface voxels' multi-source BFS
+from the filled ones, smoothed. The back is a transfer or continuation of what the reference
+shows, not generated content.
 
 Modes: partial denoise has no noise to start from here, so `strength` s blends s * projection +
 (1 - s) * init frames; masked mode keeps the init frames' pixels outside the mask.
@@ -25,11 +27,14 @@ from .types import GenerateOptions, Orbit, Reference, composite, validate_modes
 VOXEL_RES = 256  # voxels across the largest side of the mesh's bounding box
 DEPTH_TOLERANCE = 0.01  # fraction of the largest bounding-box side
 MIN_FACING = 0.05  # cos of the angle between normal and direction to the reference camera
-SMOOTHING_ITERATIONS = 8  # neighbour averaging of filled voxels (seen voxels stay fixed)
+SMOOTHING_ITERATIONS = 8  # neighbour averaging of BFS-filled voxels (filled voxels stay fixed)
 
 
 class ProjectionGenerator:
     name = "projection"
+
+    def __init__(self) -> None:
+        self.calls: list[dict] = []  # what each generate() did (the texture report's generator_calls)
 
     def prepare(self, options: GenerateOptions, frames: int, size: int) -> None:
         """No weights, any frame count and size."""
@@ -55,8 +60,9 @@ class ProjectionGenerator:
             raise InputError("the reference image's subject does not cover the mesh as seen from the reference "
                              "camera: check the image (subject on a plain background or with alpha) and --camera")
 
-        progress(0.35, "projection: surface fill (voxel BFS)")
-        fill = fill_surface(mesh, pts, nrm, colour, seen, VOXEL_RES)
+        progress(0.35, "projection: fill of unseen surface (symmetry, synthesis, BFS)")
+        fill, report = fill_surface(mesh, pts, nrm, colour, seen, VOXEL_RES, up=reference.camera.c2w[:3, 1])
+        self.calls.append({"stage": "fill", **report})
         result = np.where(seen[:, None], colour, fill).astype(np.float32)
 
         progress(0.8, "projection: orbit frames")
@@ -76,6 +82,13 @@ class ProjectionGenerator:
         return frames
 
 
+def facing(points: np.ndarray, normals: np.ndarray, camera) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """cos of the angle between each normal and the direction to the camera."""
+    to_camera = camera.position[None, :] - points
+    to_camera /= np.maximum(np.linalg.norm(to_camera, axis=1, keepdims=True), 1e-12)
+    return (normals * to_camera).sum(1)
+
+
 def project_reference(points: np.ndarray, normals: np.ndarray, reference: Reference,
                       tolerance: float) -> tuple[np.ndarray, np.ndarray]:
     """Reference colour (bilinear) of each world point and whether the reference camera sees it."""
@@ -89,10 +102,7 @@ def project_reference(points: np.ndarray, normals: np.ndarray, reference: Refere
     ref_cover = reference.gbuffer.mask[0].numpy()
     # the subject's edge pixels mix with the background: only the mask's interior counts as seen
     interior = _erode(reference.mask)
-    to_camera = cam.position[None, :] - points
-    to_camera /= np.maximum(np.linalg.norm(to_camera, axis=1, keepdims=True), 1e-12)
-    facing = (normals * to_camera).sum(1) > MIN_FACING
-    seen = (inside & ref_cover[pyc, pxc] & interior[pyc, pxc] & facing
+    seen = (inside & ref_cover[pyc, pxc] & interior[pyc, pxc] & (facing(points, normals, cam) > MIN_FACING)
             & (np.abs(ref_depth[pyc, pxc] - depth) < tolerance))
     colour = np.zeros((len(points), 3), dtype=np.float64)
     colour[seen] = _bilinear(reference.image, uv[seen])
@@ -119,21 +129,30 @@ def _erode(mask: np.ndarray) -> np.ndarray:
 
 
 def fill_surface(mesh: Mesh, points: np.ndarray, normals: np.ndarray, colour: np.ndarray, seen: np.ndarray,
-                 resolution: int) -> np.ndarray:
-    """Fill colour per point for the unseen ones: the bake's surface voxels of the points, seen
-    colours averaged per voxel, unseen voxels filled by the bake's multi-source BFS from the seen
-    ones, then smoothed."""
+                 resolution: int, up: np.ndarray | None = None, method: str = "synthesis") -> tuple[np.ndarray, dict]:
+    """Fill colour per point for the unseen ones, and a report of how. `synthesis`: the
+    symmetry transfer and exemplar synthesis first; then (and for `bfs`, only) surface voxels of
+    the points, filled colours averaged per voxel, open voxels filled by the bake's multi-source
+    BFS from the filled ones, then smoothed."""
+    from ..assets.surface_fill import LEFT, fill_unseen
     from ..assets.surface_voxels import bfs_fill, build_voxels
 
+    filled, report = seen, {}
+    if method == "synthesis":
+        from ..assets.mesh_symmetry import detect_symmetry
+
+        colour, kind, report = fill_unseen(points, normals, colour, seen, detect_symmetry(mesh), up)
+        filled = kind != LEFT
+        report = {k: v for k, v in report.items() if k != "copy_maps"}
     graph, voxel_of = build_voxels(mesh, points.astype(np.float32), normals.astype(np.float32), resolution)
     n = len(graph)
-    count = np.bincount(voxel_of[seen], minlength=n).astype(np.float64)
-    total = np.stack([np.bincount(voxel_of[seen], weights=colour[seen, c], minlength=n) for c in range(3)], 1)
+    count = np.bincount(voxel_of[filled], minlength=n).astype(np.float64)
+    total = np.stack([np.bincount(voxel_of[filled], weights=colour[filled, c], minlength=n) for c in range(3)], 1)
     voxel_seen = count > 0
     voxel_colour = np.where(voxel_seen[:, None], total / np.maximum(count, 1)[:, None], 0.0)
     voxel_colour, _ = bfs_fill(graph, voxel_seen, voxel_colour)
     voxel_colour = _smooth(graph.edges, voxel_colour, voxel_seen, SMOOTHING_ITERATIONS)
-    return voxel_colour[voxel_of]
+    return np.where(filled[:, None], colour, voxel_colour[voxel_of]), report
 
 
 def _smooth(edges: np.ndarray, colour: np.ndarray, fixed: np.ndarray, iterations: int) -> np.ndarray:
