@@ -115,8 +115,16 @@ def test_missing_weights_fail_before_work(env: Path) -> None:
         assert name in str(err.value)
 
 
-def test_missing_diffsynth_environment_says_how_to_make_it(installed: Path, tmp_path: Path,
+def test_missing_diffsynth_environment_says_how_to_make_it(env: Path, tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from backend.models import registry
+
+    models = tmp_path / "no-models"
+    for name in ("orbitpainter", "wan2.2-fun-a14b-control", "wan2.1-t2v-1.3b-encoders"):  # files in place
+        for pattern in registry.MODELS[name].required:
+            path = models / name / pattern.replace("*", "x")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"")
     monkeypatch.setenv("ORBITEX_DIFFSYNTH_PYTHON", str(tmp_path / "nowhere" / "python"))
     with pytest.raises(MissingPackageError, match="build.py setup"):
         generators.prepare("orbitpainter", GenerateOptions(), FRAMES, SIZE)
