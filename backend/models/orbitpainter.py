@@ -26,7 +26,7 @@ from ..progress import Progress
 from ..render.conditioning import encode_normals, encode_positions
 from .generators import check_model_memory, pick_device
 from .types import GenerateOptions, Orbit, Reference, validate_modes
-from .wan_common import check_shape, square_reference
+from .wan_common import check_shape, square_reference, start_step
 
 STEPS = 50
 CFG = 6.0
@@ -90,6 +90,8 @@ class OrbitPainterGenerator:
         validate_modes(orbits, options)
         n, size = len(orbits[0]), orbits[0].gbuffers.mask.shape[1]
         check_shape(n, size, self.name)
+        if options.init_frames and options.strength < 1.0:
+            start_step(options.steps or STEPS, options.strength)  # leaves at least one step
         python = require_diffsynth()
         models = require([LORA, BASE, ENCODERS])
         request, arrays = build_request(orbits, reference, options, {

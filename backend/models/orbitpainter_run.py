@@ -36,6 +36,7 @@ from typing import IO, Any, Callable, Iterable, Iterator
 import numpy as np
 import torch
 
+from ..errors import OrbitexError
 from .wan_common import LatentHold, from_pil, held_scheduler, latent_mask, seeded_noise, start_step
 
 ARCHITECTURES_FILE = "diffsynth_models.json"
@@ -234,7 +235,7 @@ def serve(requests: IO[str], out: IO[str]) -> None:
 
                 shared = frames["horizontal"][0] if name == "vertical" and "horizontal" in frames else None
                 frames[name] = generate_orbit(cache[key], request, arrays, name, shared, report)
-        except RequestError as exc:
+        except (RequestError, OrbitexError) as exc:
             send({"error": str(exc)})
             continue
         np.savez(folder / "result.npz", **frames)
