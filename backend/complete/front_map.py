@@ -17,6 +17,7 @@ from scipy.spatial import cKDTree
 from ..errors import InputError
 
 GRID_PAD = 4  # empty nodes around the silhouette
+DROPOUT_SHARE = 0.02  # interior holes up to this share of the silhouette are dropouts (filled), larger ones real
 JUMP_VOXELS = 4.0  # adjacent nodes whose front depths differ by more than this are a depth jump
 
 
@@ -122,11 +123,14 @@ def build_front_map(points: np.ndarray, normals: np.ndarray, view: ViewFrame, re
     mask = near <= max(0.75, 1.5 * spacing)
     mask = ndimage.binary_closing(mask, structure=np.ones((3, 3)), border_value=0) | mask
     holes, count = ndimage.label(~mask)
-    if count > 1:  # fill pinholes (a few nodes) but keep real holes, e.g. the middle of a ring
+    dropout = np.zeros_like(mask)
+    if count > 1:  # fill dropouts but keep real holes, e.g. the middle of a ring or a drilled plate
         sizes = ndimage.sum(np.ones_like(holes), holes, index=np.arange(1, count + 1))
         border = set(np.unique(np.concatenate([holes[0], holes[-1], holes[:, 0], holes[:, -1]])))
-        small = [lab for lab, size in zip(range(1, count + 1), sizes) if size <= 4 and lab not in border]
-        mask |= np.isin(holes, small)
+        interior = [(lab, size) for lab, size in zip(range(1, count + 1), sizes) if lab not in border]
+        limit = max(4.0, DROPOUT_SHARE * (mask.sum() + sum(size for _, size in interior)))
+        dropout = np.isin(holes, [lab for lab, size in interior if size <= limit])
+        mask |= dropout
     depth = _fit_depth(uv, abw[:, 2], nodes, dist, nn, radius=max(1.5, 2.0 * spacing), voxel=voxel).reshape(nx, ny)
     weights = np.exp(-(dist / max(1.0, spacing)) ** 2)[..., None]
     normal = (normals[nn] * weights).sum(axis=1)
@@ -136,9 +140,22 @@ def build_front_map(points: np.ndarray, normals: np.ndarray, view: ViewFrame, re
     _, (ii, jj) = ndimage.distance_transform_edt(~mask, return_indices=True)
     depth = depth[ii, jj]
     normal = normal[ii, jj]
+    if dropout.any():  # across a dropout the front continues smoothly from its rim
+        depth = _harmonic_fill(depth, dropout)
+        normal = np.stack([_harmonic_fill(normal[..., k], dropout) for k in range(3)], axis=-1)
+        normal /= np.maximum(np.linalg.norm(normal, axis=-1, keepdims=True), 1e-12)
     inside = ndimage.distance_transform_edt(mask)
     lateral = np.where(mask, -inside, near) * step
     return FrontMap(view, float(a0), float(b0), float(step), voxel, depth, mask, lateral, normal, w_median)
+
+
+def _harmonic_fill(field: np.ndarray, holes: np.ndarray, iterations: int = 200) -> np.ndarray:
+    """`field` inside `holes` replaced by the membrane through its values around them (Jacobi)."""
+    out = field.copy()
+    kernel = np.array([[0.0, 0.25, 0.0], [0.25, 0.0, 0.25], [0.0, 0.25, 0.0]])
+    for _ in range(iterations):
+        out[holes] = ndimage.convolve(out, kernel, mode="nearest")[holes]
+    return out
 
 
 def _fit_depth(uv: np.ndarray, w: np.ndarray, nodes: np.ndarray, dist: np.ndarray, nn: np.ndarray,
@@ -160,6 +177,13 @@ def _fit_depth(uv: np.ndarray, w: np.ndarray, nodes: np.ndarray, dist: np.ndarra
 
 
 # ---------------------------------------------------------------------------------------- per-node geometry
+
+def silhouette_width(fmap: FrontMap) -> float:
+    """World width of the silhouette across its larger side, at the front's median depth."""
+    ii, jj = np.nonzero(fmap.mask)
+    nodes = max(int(np.ptp(ii)), int(np.ptp(jj))) + 1
+    return float(nodes * fmap.step * fmap.view.scale(fmap.w_median))
+
 
 def obliquity(fmap: FrontMap, limit: float = 4.0) -> np.ndarray:
     """1 / |cos| of the angle between the front normal and the scanner ray per node (capped):
