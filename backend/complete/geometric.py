@@ -8,6 +8,10 @@ scanner ray enters the object at the front depth z_f and leaves at a back depth 
   side of depth jumps) front and back meet; a membrane (Laplace) interpolation of the rim depth
   gives a mid-surface, and the back mirrors the front through it: z_b = 2 z_rim - z_f. Exact for
   spheres and ellipsoids seen orthographically, thin for plates, and never thinner than `min_thickness`;
+- planar faces (planes.py): the back of a flat face is taken flat and parallel, one thickness
+  behind it, the thickness read off the walls beside it (RANSAC planes; a prior faded in over
+  the faces, the other priors elsewhere); a cure for flat faces seen head-on, where rim and
+  curvature say nothing and gave a skin of minimum thickness;
 - symmetry: when a mirror plane has strong support (symmetry.py), the mirrored front gives back
   depths directly; a screened membrane blends them into the rim-reflection back;
 - near the silhouette the back may not rise inwards (`recede_from_rim`): a furrow there made
@@ -27,7 +31,8 @@ import numpy as np
 from ..errors import InputError
 from ..progress import Progress, no_progress
 from .free_space import FreeSpace
-from .front_map import ViewFrame, build_front_map, obliquity, smooth_inside
+from .front_map import ViewFrame, build_front_map, node_positions, obliquity, silhouette_width, smooth_inside
+from .planes import find_planar_faces, planar_back
 from .surface import extract_surface, snap_front
 from .symmetry import detect_symmetry
 from .thickness import blend_symmetric, curvature_thickness, recede_from_rim, rim_depth
@@ -42,7 +47,7 @@ def make_view(points: np.ndarray, direction: np.ndarray, viewpoint: np.ndarray |
 
 def complete_geometric(points: np.ndarray, normals: np.ndarray, direction: np.ndarray,
                        viewpoint: np.ndarray | None = None, resolution: int = 128,
-                       symmetry: bool = True, min_thickness_voxels: float = 2.5,
+                       symmetry: bool = True, min_thickness_voxels: float = 2.5, planar: bool = True,
                        ground: np.ndarray | None = None, name: str = "scan",
                        progress: Progress = no_progress) -> Completion:
     """Complete one object's front. `ground` (4,): plane n.x + c = 0 with n pointing up/out of the
@@ -62,6 +67,18 @@ def complete_geometric(points: np.ndarray, normals: np.ndarray, direction: np.nd
     # where the sphere fit is trusted the back may go as deep as its chord; the trust fades
     # smoothly, so the back does not step between the two priors
     thickness = np.maximum(reflected + trust * np.maximum(chord - reflected, 0.0), t_min)
+    if planar:
+        faces = find_planar_faces(points, normals, fmap)
+        back, on_face = planar_back(fmap, faces, points, node_positions(fmap))
+        if on_face.any():  # faded in from the face borders, so the back does not step there
+            weight = on_face * np.clip(smooth_inside(on_face, fmap.mask, 1.0), 0.0, 1.0)
+            # the visible faces do not close the object where a ray runs almost along them: no
+            # deeper than the silhouette is wide (a box seen across an edge: rays grazing both faces)
+            flat = np.where(on_face > 0, np.minimum(back - fmap.depth, silhouette_width(fmap)), thickness)
+            thickness = np.maximum((1.0 - weight) * thickness + weight * flat, t_min)
+            notes.append(f"{len(faces)} planar face(s): backs parallel at thickness "
+                         + ", ".join("?" if f.thickness is None else f"{f.thickness:.3g}{'' if f.measured else ' (from the others)'}"
+                                     for f in faces))
     thickness = smooth_inside(thickness, fmap.mask, sigma=1.0)
     plane = None
     if symmetry:
