@@ -147,6 +147,25 @@ def held_scheduler(scheduler: Any, start: int = 0, hold: LatentHold | None = Non
     return held
 
 
+@torch.no_grad()
+def vae_latents(vae: Any, video: torch.Tensor) -> torch.Tensor:
+    """A diffusers Wan VAE's latents of `video` (1, 3, N, H, W) in [-1, 1], normalized as the Wan
+    pipelines normalize them: (mode - latents_mean) / latents_std, float32."""
+    z = vae.encode(video.to(vae.dtype)).latent_dist.mode().float()
+    mean = torch.tensor(vae.config.latents_mean, device=z.device).view(1, -1, 1, 1, 1)
+    std = torch.tensor(vae.config.latents_std, device=z.device).view(1, -1, 1, 1, 1)
+    return (z - mean) / std
+
+
+@torch.no_grad()
+def vae_frames(vae: Any, latents: torch.Tensor) -> np.ndarray:
+    """Inverse of `vae_latents`: (N, H, W, 3) float32 in [0, 1]."""
+    mean = torch.tensor(vae.config.latents_mean, device=latents.device).view(1, -1, 1, 1, 1)
+    std = torch.tensor(vae.config.latents_std, device=latents.device).view(1, -1, 1, 1, 1)
+    video = vae.decode((latents * std + mean).to(vae.dtype)).sample  # (1, 3, N, H, W) in [-1, 1]
+    return ((video[0].permute(1, 2, 3, 0).float().cpu().numpy() + 1) / 2).clip(0, 1)
+
+
 def seeded_noise(shape: torch.Size | tuple[int, ...], seed: int) -> torch.Tensor:
     """Noise for the held latents (and a partial start), from its own seed on the CPU."""
     return torch.randn(tuple(shape), generator=torch.Generator("cpu").manual_seed(seed + 1))

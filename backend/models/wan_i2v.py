@@ -20,7 +20,7 @@ from ..errors import InputError
 from ..progress import Progress
 from ..render.cameras import Camera
 from .video import VideoOptions
-from .wan_common import held_scheduler, seeded_noise, start_step
+from .wan_common import held_scheduler, seeded_noise, start_step, vae_latents
 
 
 class WanI2VOrbitModel:
@@ -91,15 +91,10 @@ class WanI2VOrbitModel:
         """Normalized VAE latents (1, C, T', h, w) of frames (N, H, W, 3) in [0, 1]."""
         import torch.nn.functional as F
 
-        vae = self.pipe.vae
         video = torch.as_tensor(frames, dtype=torch.float32).permute(3, 0, 1, 2)[None]  # (1, 3, N, H, W)
         video = F.interpolate(video[0].permute(1, 0, 2, 3), size=(size, size), mode="bilinear", antialias=True,
                               align_corners=False).permute(1, 0, 2, 3)[None]
-        video = (video * 2 - 1).to(self.device, vae.dtype)
-        z = vae.encode(video).latent_dist.mode().float()
-        mean = torch.tensor(vae.config.latents_mean, device=z.device).view(1, -1, 1, 1, 1)
-        std = torch.tensor(vae.config.latents_std, device=z.device).view(1, -1, 1, 1, 1)
-        return (z - mean) / std
+        return vae_latents(self.pipe.vae, (video * 2 - 1).to(self.device))
 
     def refine(self, frames: np.ndarray, image: np.ndarray, cameras: Sequence[Camera], strength: float,
                options: VideoOptions, progress: Progress) -> np.ndarray:

@@ -29,7 +29,7 @@ from ..render.conditioning import encode_normals
 from .generators import check_model_memory, model_for, pick_device
 from .types import GenerateOptions, Orbit, Reference, validate_modes
 from .wan_common import (LatentHold, check_shape, held_scheduler, latent_mask, seeded_noise,
-                         square_reference, start_step, to_pil)
+                         square_reference, start_step, to_pil, vae_latents)
 
 DEFAULT_STEPS = 30
 DEFAULT_GUIDANCE = 5.0
@@ -135,25 +135,10 @@ class WanVaceGenerator:
         return np.asarray(result, dtype=np.float32).clip(0, 1)
 
 
-@torch.no_grad()
 def encode_latents(pipe: Any, frames: np.ndarray, ref_image: Any, device: str) -> torch.Tensor:
     """VAE latents of the reference image followed by the frames, normalized as WanVACEPipeline
     normalizes its latents: (1, C, 1 + T, H/8, W/8)."""
-    vae = pipe.vae
-    video = torch.from_numpy(frames).permute(3, 0, 1, 2)[None].to(device, vae.dtype) * 2 - 1  # (1, 3, N, H, W)
+    video = torch.from_numpy(frames).permute(3, 0, 1, 2)[None].to(device) * 2 - 1  # (1, 3, N, H, W)
     ref = torch.from_numpy(np.asarray(ref_image, dtype=np.float32) / 255.0).permute(2, 0, 1)[None, :, None]
-    ref = ref.to(device, vae.dtype) * 2 - 1
-    mean = torch.tensor(vae.config.latents_mean, device=device).view(1, -1, 1, 1, 1)
-    inv_std = 1.0 / torch.tensor(vae.config.latents_std, device=device).view(1, -1, 1, 1, 1)
-    lat = [(vae.encode(x).latent_dist.mode().float() - mean) * inv_std for x in (ref, video)]
-    return torch.cat(lat, dim=2)
+    return torch.cat([vae_latents(pipe.vae, x) for x in (ref.to(device) * 2 - 1, video)], dim=2)
 
-
-@torch.no_grad()
-def decode_latents(pipe: Any, latents: torch.Tensor) -> np.ndarray:
-    """Inverse of `encode_latents` for the frames (no reference slot): (N, H, W, 3) in [0, 1]."""
-    vae = pipe.vae
-    mean = torch.tensor(vae.config.latents_mean, device=latents.device).view(1, -1, 1, 1, 1)
-    std = torch.tensor(vae.config.latents_std, device=latents.device).view(1, -1, 1, 1, 1)
-    video = vae.decode((latents * std + mean).to(vae.dtype)).sample  # (1, 3, N, H, W) in [-1, 1]
-    return ((video[0].permute(1, 2, 3, 0).float().cpu().numpy() + 1) / 2).clip(0, 1)

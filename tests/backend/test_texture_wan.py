@@ -78,9 +78,10 @@ def test_texture_end_to_end_with_wan_vace(env: Path, asset: dict, tmp_path: Path
 
 def _roundtrip(pipe, frames: np.ndarray, ref_image) -> np.ndarray:  # type: ignore[no-untyped-def]
     """What the VAE gives back for `frames` alone: the picture a fully held latent decodes to."""
-    from backend.models.wan_vace import decode_latents, encode_latents
+    from backend.models.wan_common import vae_frames
+    from backend.models.wan_vace import encode_latents
 
-    return decode_latents(pipe, encode_latents(pipe, frames, ref_image, "cpu")[:, :, 1:])
+    return vae_frames(pipe.vae, encode_latents(pipe, frames, ref_image, "cpu")[:, :, 1:])
 
 
 def _steps(log: list[str], orbit: str) -> int:
