@@ -19,7 +19,7 @@ from ..assets import archive
 from .auth import ensure_token
 from .layout import DATA_ENV, DataLayout, default_data_dir
 from .store import JobStore
-from .supervisor import CANCEL_GRACE_S, WorkerSupervisor
+from .supervisor import CANCEL_GRACE_S, WorkerSupervisor, add_engine_arguments, engine_process
 
 LISTENING = "Orbitex backend listening on"
 
@@ -45,6 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="largest compression ratio of an uploaded archive or of a member over 1 MiB (default 200)")
     parser.add_argument("--new-token", action="store_true", help="replace the token in <data>/token with a new one")
     parser.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
+    add_engine_arguments(parser)
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -99,6 +100,11 @@ def run(args: argparse.Namespace) -> int:
                       file=sys.stderr)
                 return 2
             os.environ[env] = str(option)  # read where archives are extracted: the worker, which inherits it
+    try:
+        engine = engine_process(args)
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     layout = DataLayout(args.data or default_data_dir())
     try:
         layout.create()
@@ -131,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{LISTENING} {url}", flush=True)
 
     max_upload = int(args.max_upload_mb * (1 << 20))
-    state = ServiceState(layout, store, token, max_upload, WorkerSupervisor(layout, store, args.cancel_grace_s), announce)
+    state = ServiceState(layout, store, token, max_upload, WorkerSupervisor(layout, store, args.cancel_grace_s, engine), announce)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     file_log = logging.FileHandler(layout.logs / "server.log")
     file_log.setLevel(logging.WARNING)

@@ -51,6 +51,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     results TEXT NOT NULL DEFAULT '[]',
     cancel_requested REAL,
     worker TEXT,
+    node TEXT,
     created TEXT NOT NULL,
     updated TEXT NOT NULL,
     started TEXT,
@@ -77,6 +78,7 @@ class Job:
     results: list[dict[str, Any]] = field(default_factory=list)  # [{"name", "file", "size"}]
     cancel_requested: float | None = None
     worker: str | None = None
+    node: str | None = None  # the machine running (or that ran) the job, as its worker reports it
     created: str = ""
     updated: str = ""
     started: str | None = None
@@ -91,7 +93,7 @@ class Job:
                        for role, i in self.inputs.items()},
             "results": [{"name": r["name"], "file": Path(r["file"]).name, "size": r["size"],
                          "url": f"/jobs/{self.id}/results/{r['name']}"} for r in self.results],
-            "cancel_requested": self.cancel_requested is not None,
+            "cancel_requested": self.cancel_requested is not None, "node": self.node or "",
             "created": self.created, "updated": self.updated, "started": self.started, "finished": self.finished,
         }
 
@@ -125,6 +127,8 @@ class JobStore:
         with closing(self._connect()) as db, db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
+            if "node" not in {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}:  # a store from before nodes
+                db.execute("ALTER TABLE jobs ADD COLUMN node TEXT")
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
@@ -218,6 +222,18 @@ class JobStore:
                 db.execute("ROLLBACK")
                 raise
         return self.get(row["id"])
+
+    def peek_queued(self) -> Job | None:
+        """The job claim_next would take now (the Ray engine looks at its type before claiming)."""
+        return next(self._query("SELECT * FROM jobs WHERE state = 'queued' ORDER BY created, rowid LIMIT 1"), None)
+
+    def set_node(self, job_id: str, worker: str, node: str) -> bool:
+        """Record the machine a running job of `worker` runs on; the first one also restamps `started`
+        (an engine may claim a job a moment before a machine takes it)."""
+        stamp = now_iso()
+        return self._execute("UPDATE jobs SET started = CASE WHEN node IS NULL THEN ? ELSE started END, node = ?,"
+                             " updated = ? WHERE id = ? AND worker = ? AND state = 'running'",
+                             (stamp, node[:200], stamp, job_id, worker)) > 0
 
     def report(self, job_id: str, worker: str, progress: float, stage: str) -> tuple[bool, bool]:
         """Store progress; returns (still owned and running, cancel requested)."""

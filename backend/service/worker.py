@@ -12,16 +12,19 @@ import math
 import os
 import shutil
 import signal
+import socket
 import sys
 import threading
 import time
 import traceback
 import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import Cancelled, OrbitexError
 from ..pipelines import parse_params
+from ..progress import Progress
 from ..threads import Rebalancing
 from ..threads import configure as configure_threads
 from . import registry
@@ -54,7 +57,7 @@ class JobProgress:
             raise Cancelled("the job is no longer assigned to this worker")
 
 
-def collect_results(results: dict[str, Any], results_dir: Path, progress: JobProgress) -> list[dict[str, Any]]:
+def collect_results(results: dict[str, Any], results_dir: Path, progress: Progress) -> list[dict[str, Any]]:
     """Turn run()'s {name: path} into stored result entries; folders are zipped as NAME.zip."""
     root = results_dir.resolve()
     entries = []
@@ -76,37 +79,57 @@ def collect_results(results: dict[str, Any], results_dir: Path, progress: JobPro
     return entries
 
 
-def run_job(store: JobStore, layout: DataLayout, job: Job, worker: str, threads: int = 0) -> str:
-    """Run one claimed job to its end state; returns that state. `threads`: CPU threads for the job
-    (0: the cores free when it starts)."""
-    job_dir = layout.job_dir(job.id)
+@dataclass
+class Outcome:
+    """How a job run ended: its end state, the message, result entries and a traceback (bugs only)."""
+
+    state: str
+    message: str = ""
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    traceback: str = ""
+
+
+def execute(job_type: str, job_params: dict[str, Any], inputs: dict[str, Path], results_dir: Path,
+            progress: Progress, threads: int = 0) -> Outcome:
+    """Run one job's pipeline into `results_dir` (which must exist and be empty) and say how it ended.
+    The local worker and the Ray engine's tasks both run jobs through this."""
+    try:
+        progress(0.0, "starting")
+        configure_threads(threads)
+        module = registry.load(job_type)
+        params = parse_params(module.Params, job_params)
+        results = module.run(inputs, params, results_dir, Rebalancing(progress, threads))
+        return Outcome("done", "", collect_results(results, results_dir, progress))
+    except Cancelled as exc:
+        return Outcome("cancelled", str(exc))
+    except OrbitexError as exc:
+        return Outcome("failed", str(exc))
+    except Exception as exc:  # a bug or an unexpected library error: short message, traceback to the log
+        text = str(exc).splitlines()[0][:300] if str(exc) else ""
+        return Outcome("failed", f"internal error: {type(exc).__name__}: {text} (traceback in the job folder's job.log)",
+                       traceback=traceback.format_exc())
+
+
+def fresh_results_dir(job_dir: Path) -> Path:
     results_dir = job_dir / "results"
     if results_dir.exists():
         shutil.rmtree(results_dir)
     results_dir.mkdir(parents=True)
-    progress = JobProgress(store, job.id, worker)
-    try:
-        progress(0.0, "starting")
-        configure_threads(threads)
-        module = registry.load(job.type)
-        params = parse_params(module.Params, job.params)
-        inputs = {role: job_dir / "inputs" / info["file"] for role, info in job.inputs.items()}
-        results = module.run(inputs, params, results_dir, Rebalancing(progress, threads))
-        entries = collect_results(results, results_dir, progress)
-    except Cancelled as exc:
-        store.finish(job.id, worker, "cancelled", str(exc))
-        return "cancelled"
-    except OrbitexError as exc:
-        store.finish(job.id, worker, "failed", str(exc))
-        return "failed"
-    except Exception as exc:  # a bug or an unexpected library error: short message, traceback to the log
-        (job_dir / "job.log").write_text(traceback.format_exc())
-        text = str(exc).splitlines()[0][:300] if str(exc) else ""
-        store.finish(job.id, worker, "failed",
-                     f"internal error: {type(exc).__name__}: {text} (traceback in the job folder's job.log)")
-        return "failed"
-    store.finish(job.id, worker, "done", "", entries)
-    return "done"
+    return results_dir
+
+
+def run_job(store: JobStore, layout: DataLayout, job: Job, worker: str, threads: int = 0) -> str:
+    """Run one claimed job to its end state; returns that state. `threads`: CPU threads for the job
+    (0: the cores free when it starts)."""
+    job_dir = layout.job_dir(job.id)
+    results_dir = fresh_results_dir(job_dir)
+    store.set_node(job.id, worker, socket.gethostname())
+    inputs = {role: job_dir / "inputs" / info["file"] for role, info in job.inputs.items()}
+    outcome = execute(job.type, job.params, inputs, results_dir, JobProgress(store, job.id, worker), threads)
+    if outcome.traceback:
+        (job_dir / "job.log").write_text(outcome.traceback)
+    store.finish(job.id, worker, outcome.state, outcome.message, outcome.entries)
+    return outcome.state
 
 
 def _watch_stdin(wake: threading.Event) -> None:
