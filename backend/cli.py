@@ -21,6 +21,7 @@ from .progress import BarProgress
 TOOLS = {
     "serve": ("backend.service.server", "run the HTTP job service"),
     "models": ("backend.models.cli", "list, download and verify model weights"),
+    "batch": ("backend.service.batch", "run one job type over many inputs through the service (local or Ray engine)"),
 }
 
 

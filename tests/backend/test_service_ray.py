@@ -8,7 +8,10 @@ the service answering and the jobs queued.
 from __future__ import annotations
 
 import io
+import json
 import os
+import subprocess
+import sys
 import signal
 import socket
 import time
@@ -21,7 +24,7 @@ import pytest
 pytest.importorskip("ray", reason="ray is not installed (backend/requirements.txt pins it; build.py setup installs it)")
 
 from ray_cluster import RayCluster  # noqa: E402
-from service_helpers import FIXTURE_TYPE, Server  # noqa: E402
+from service_helpers import FIXTURE_TYPE, REPO, Server  # noqa: E402
 
 END = ("done", "failed", "cancelled", "interrupted")
 
@@ -175,3 +178,25 @@ def test_unreachable_cluster_leaves_the_service_answering_and_jobs_queued(tmp_pa
         assert again.wait(job["id"], END, timeout=60)["state"] == "done"
     finally:
         again.stop()
+
+
+@pytest.mark.writes_invalid_gltf  # the broken input
+def test_batch_cli_over_a_folder_on_the_ray_engine(tmp_path: Path, cluster: RayCluster) -> None:
+    folder = tmp_path / "meshes"
+    folder.mkdir()
+    for name in ("a", "b", "c"):
+        (folder / f"{name}.glb").write_bytes(_box_glb())
+    (folder / "broken.glb").write_bytes(b"glTF not really")
+    out = tmp_path / "out"
+    run = subprocess.run([sys.executable, "-m", "backend", "batch", str(folder), "--job", "render-orbit", "--out", str(out),
+                          "--param", "frames=2", "--param", "size=32", "--engine", "ray", "--ray-address", cluster.address],
+                         cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1, run.stdout + run.stderr  # one input is broken
+    lines = [line for line in run.stdout.splitlines() if line.startswith("[")]
+    assert "3/4 done, 1 failed, 0 running, 0 queued" in lines[-1] and f"{socket.gethostname()}: 3 done 1 failed" in lines[-1]
+    assert any(" 2 running" in line for line in lines), lines  # two at a time on the cluster's two CPUs
+    assert "broken.glb: failed: mesh.glb: cannot read the mesh" in run.stderr
+    for name in ("a", "b", "c"):
+        assert (out / name / "viewset.zip").is_file() and (out / name / "contact_sheet.png").is_file()
+    summary = json.loads((out / "batch.json").read_text())
+    assert [j["state"] for j in summary] == ["done", "done", "failed", "done"]  # a, b, broken, c
