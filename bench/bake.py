@@ -48,7 +48,7 @@ def psnr_ssim(pred: np.ndarray, gt: np.ndarray, masks: np.ndarray) -> tuple[floa
 def run_asset(name: str, args: argparse.Namespace) -> list[dict]:
     from backend.bake.baker import bake
     from backend.bake.params import BakeParams
-    from backend.render.cameras import orbit
+    from backend.assets.cameras import orbit
 
     asset = make_asset(name, texture_size=2048)
     cams = orbit("horizontal", args.frames, args.size) + orbit("vertical", args.frames, args.size)[1:]

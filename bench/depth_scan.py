@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from backend.assets.mesh import Mesh
-from backend.render.cameras import Camera, look_at
+from backend.assets.cameras import Camera, look_at
 
 
 def scan_camera(direction: np.ndarray, distance: float = 2.5, vfov_deg: float = 35.0, size: int = 256,

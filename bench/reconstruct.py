@@ -48,7 +48,8 @@ def make_asset(path: Path) -> Path:
 
 def load_asset(path: Path):  # type: ignore[no-untyped-def]
     from backend.assets.material import load_base_color
-    from backend.assets.mesh import load_mesh, normalize
+    from backend.assets.mesh import normalize
+    from backend.assets.load import load_mesh
 
     mesh, norm = normalize(load_mesh(path))
     return mesh, norm, load_base_color(path)

@@ -71,7 +71,7 @@ def wrong_back(mesh, truth: np.ndarray) -> np.ndarray:  # type: ignore[no-untype
 
 
 def back_cameras(size: int):  # type: ignore[no-untyped-def]
-    from backend.render.cameras import ORBIT_RADIUS, ORBIT_VFOV_DEG, Camera, look_at
+    from backend.assets.cameras import ORBIT_RADIUS, ORBIT_VFOV_DEG, Camera, look_at
 
     cams = []
     for az in (140, 165, 190, 215):
@@ -95,7 +95,7 @@ def glb(path: Path, mesh, texture: np.ndarray) -> Path:  # type: ignore[no-untyp
 def mask_coherence(mesh, frames: int, size: int) -> dict:  # type: ignore[no-untyped-def]
     """Connected components of forward (source -> target) and backward (target -> source) unseen
     masks over the horizontal orbit (frames within 10-170 deg of the source)."""
-    from backend.render.cameras import orbit
+    from backend.assets.cameras import orbit
     from backend.render.gbuffer import render_gbuffers
     from backend.track.geometry import DEPTH_TOLERANCE, backward_unseen, forward_unseen, mesh_view_geometry
     from backend.track.masks import components
@@ -129,7 +129,7 @@ def main() -> None:
     from backend.assets.material import load_textured_mesh
     from backend.pipelines import parse_params, refine
     from backend.progress import no_progress
-    from backend.render.cameras import orbit
+    from backend.assets.cameras import orbit
     from backend.track.masks import dilate
 
     mesh = can_mesh(n=64)

@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from backend.assets.mesh import Mesh, make_mesh, normalize  # noqa: E402
-from backend.render.cameras import Camera, orbit  # noqa: E402
+from backend.assets.cameras import Camera, orbit  # noqa: E402
 
 
 def bumpy_sphere(triangles: int) -> Mesh:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from backend.assets.mesh import Mesh, make_mesh
-from backend.render.cameras import Camera
+from backend.assets.cameras import Camera
 
 ASSETS = ("text", "plaid", "thin")
 
@@ -258,7 +258,7 @@ def corrupt(images: np.ndarray, seed: int = 0, warp_px: tuple[float, float] = (1
 
 def held_out_cameras(count: int = 24, size: int = 512, seed: int = 7) -> list[Camera]:
     """Views off both orbits: random azimuths, elevations in [-45, 45] deg, same rig radius/lens."""
-    from backend.render.cameras import ORBIT_RADIUS, ORBIT_VFOV_DEG, look_at
+    from backend.assets.cameras import ORBIT_RADIUS, ORBIT_VFOV_DEG, look_at
 
     rng = np.random.default_rng(seed)
     cams = []

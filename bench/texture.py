@@ -43,7 +43,8 @@ def run_texture(mesh: Path, image: Path, out: Path, frames: int, size: int, text
 
 def front_view(mesh_path: Path, texture_png: Path, size: int) -> np.ndarray:
     from backend.assets.images import read_image
-    from backend.assets.mesh import load_mesh, normalize
+    from backend.assets.mesh import normalize
+    from backend.assets.load import load_mesh
     from backend.pipelines.texture import reference_camera, sample_texture
     from backend.render.gbuffer import render_gbuffers
 
@@ -121,12 +122,13 @@ def main() -> None:
         ours = psnr(front_view(mesh, files["texture"], args.size), rgb, mask)
 
         # baseline: bake the reference view alone (one view, same bake)
-        from backend.assets.mesh import load_mesh, normalize
+        from backend.assets.mesh import normalize
+        from backend.assets.load import load_mesh
         from backend.assets.viewset import ViewSet
         from backend.bake.baker import bake
         from backend.bake.params import BakeParams
         from backend.pipelines.texture import reference_camera
-        from backend.render.cameras import Camera
+        from backend.assets.cameras import Camera
 
         loaded = load_mesh(mesh)
         _, norm = normalize(loaded)

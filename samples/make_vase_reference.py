@@ -56,8 +56,9 @@ def paint(position: np.ndarray, normal: np.ndarray, mask: np.ndarray) -> np.ndar
 
 def main() -> None:
     from backend.assets.images import write_png
-    from backend.assets.mesh import load_mesh, normalize
-    from backend.render.cameras import ORBIT_VFOV_DEG, Camera, reference_c2w
+    from backend.assets.mesh import normalize
+    from backend.assets.load import load_mesh
+    from backend.assets.cameras import ORBIT_VFOV_DEG, Camera, reference_c2w
     from backend.render.gbuffer import render_gbuffers
 
     mesh, _ = normalize(load_mesh(HERE / "vase.glb"))

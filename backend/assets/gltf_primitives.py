@@ -218,21 +218,3 @@ def _attribute_names(prim) -> list[str]:  # type: ignore[no-untyped-def]
     attrs = prim.attributes
     names = attrs.__dict__.keys() if hasattr(attrs, "__dict__") else []
     return [k for k in names if getattr(attrs, k, None) is not None]
-
-
-def load_mesh_uv(path: str | Path, uv_map: str | None = None) -> tuple[Mesh, GltfMesh | None]:
-    """A mesh file with the UV map to bake onto: glTF/GLB through this module (any TEXCOORD_n),
-    OBJ/PLY through `load_mesh` (their one UV map). The GltfMesh is returned for the GLB writer."""
-    from .mesh import MESH_SUFFIXES, load_mesh
-
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in MESH_SUFFIXES:
-        raise InputError(f"{path.name}: unsupported mesh format {suffix!r}; use one of {', '.join(MESH_SUFFIXES)}")
-    if suffix in (".glb", ".gltf"):
-        loaded = load_gltf_mesh(path, uv_map)
-        return loaded.mesh, loaded
-    mesh = load_mesh(path)
-    if uv_map not in (None, "", "0", "TEXCOORD_0", "texcoord_0") or (uv_map and mesh.uvs is None):
-        raise InputError(f"{path.name}: {suffix} files have at most one UV map (TEXCOORD_0); no UV map {uv_map!r}")
-    return mesh, None

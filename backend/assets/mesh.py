@@ -1,4 +1,5 @@
-"""Triangle meshes: loading GLB/glTF/OBJ/PLY into a `Mesh` value and normalizing it.
+"""Triangle meshes: the `Mesh` value, OBJ/PLY reading through trimesh, normalizing (loading any
+supported file by its suffix is assets/load.py's).
 
 Conventions: positions are in the file's own frame (glTF: Y up) with node transforms applied;
 UVs are per vertex with the OpenGL origin (v = 0 at the bottom of the image); triangle and vertex
@@ -90,25 +91,6 @@ def make_mesh(positions: np.ndarray, faces: np.ndarray, uvs: np.ndarray | None =
     if mesh.surface_area() <= 0.0:
         raise InputError(f"{name}: the mesh has zero surface area (all triangles degenerate)")
     return mesh
-
-
-def load_mesh(path: str | Path) -> Mesh:
-    """Load a GLB/glTF/OBJ/PLY file as one Mesh (all primitives, node transforms applied).
-
-    glTF/GLB goes through the one glTF reader (gltf_primitives: pygltflib, UVs = the first UV map
-    on every primitive, whatever the material); OBJ/PLY through trimesh (OBJ `vt` kept without an
-    MTL). Raises InputError with the file name for anything unreadable.
-    """
-    path = Path(path)
-    if path.suffix.lower() not in MESH_SUFFIXES:
-        raise InputError(f"{path.name}: unsupported mesh format {path.suffix!r}; use one of {', '.join(MESH_SUFFIXES)}")
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
-    if path.suffix.lower() in (".glb", ".gltf"):
-        from .gltf_primitives import load_gltf_mesh
-
-        return load_gltf_mesh(path).mesh
-    return mesh_from_trimesh(load_trimesh(path), path.name)
 
 
 def load_trimesh(path: Path):  # type: ignore[no-untyped-def]

@@ -26,7 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import InputError
-from ..render.cameras import Camera
+from .cameras import Camera
 from .images import read_image, write_png
 
 TRANSFORMS = "transforms.json"

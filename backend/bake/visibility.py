@@ -16,7 +16,7 @@ import torch
 
 from ..assets.mesh import Mesh
 from ..progress import Progress, no_progress
-from ..render.cameras import Camera
+from ..assets.cameras import Camera
 
 
 @dataclass(frozen=True)

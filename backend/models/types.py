@@ -20,7 +20,7 @@ from ..progress import Progress
 
 if TYPE_CHECKING:
     from ..assets.mesh import Mesh
-    from ..render.cameras import Camera
+    from ..assets.cameras import Camera
     from ..render.gbuffer import GBuffers
 
 DEFAULT_PROMPT = "This is a 3D model"

@@ -17,7 +17,7 @@ from ..errors import InputError
 from ..progress import Progress
 
 if TYPE_CHECKING:
-    from ..render.cameras import Camera
+    from ..assets.cameras import Camera
 
 DEFAULT_ORBIT_MODEL = "wan2.1-i2v-14b-480p"
 ORBIT_PROMPT = ("a 3D render of the object on a plain white background, the camera orbits 360 degrees "

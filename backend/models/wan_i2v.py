@@ -18,7 +18,7 @@ import torch
 
 from ..errors import InputError
 from ..progress import Progress
-from ..render.cameras import Camera
+from ..assets.cameras import Camera
 from .video import VideoOptions
 from .wan_common import held_scheduler, seeded_noise, start_step, vae_latents
 

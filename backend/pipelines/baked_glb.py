@@ -26,7 +26,7 @@ class BakeTarget:
 
 def load_bake_target(path: str | Path, uv_map: str | None = None) -> BakeTarget:
     """The mesh file with the UV map `uv_map` (TEXCOORD_n or n; None = the first) to bake onto."""
-    from ..assets.gltf_primitives import load_mesh_uv
+    from ..assets.load import load_mesh_uv
 
     mesh, gltf = load_mesh_uv(path, uv_map)
     return BakeTarget(Path(path), mesh, gltf)

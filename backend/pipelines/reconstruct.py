@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     import torch
 
     from ..assets.mesh import Mesh
-    from ..render.cameras import Camera
+    from ..assets.cameras import Camera
     from ..splats.fit import FitConfig
     from ..splats.model import Gaussians
 
@@ -123,7 +123,7 @@ def sphere_cameras(count: int, size: int, rotation_deg: float = 0.0) -> list["Ca
     """`count` cameras on the orbit rig's sphere (radius 1.5, Ink3D's field of view) at the points
     of a Fibonacci lattice, looking at the origin with +Y up; `rotation_deg` turns the lattice about
     +Y (a second, interleaved set for held-out views)."""
-    from ..render.cameras import ORBIT_RADIUS, ORBIT_VFOV_DEG, Camera, look_at
+    from ..assets.cameras import ORBIT_RADIUS, ORBIT_VFOV_DEG, Camera, look_at
 
     golden = math.pi * (3.0 - math.sqrt(5.0))
     cams = []
@@ -334,7 +334,7 @@ def _from_image(image_path: Path, mesh_path: Path | None, params: Params, ply: P
     import torch
 
     from ..models.video import ORBIT_PROMPT, VideoOptions, load_orbit_model
-    from ..render.cameras import orbit
+    from ..assets.cameras import orbit
     from ..splats.fit import FitViews, fit, psnr, render_views
     from ..splats.model import from_mesh
     from ..splats.ply import write_ply

@@ -22,7 +22,7 @@ from ..errors import InputError
 from ..progress import Progress, sub_progress
 
 if TYPE_CHECKING:
-    from ..render.cameras import Camera
+    from ..assets.cameras import Camera
     from .reconstruct import Params
 
 HELDOUT_EVERY = 8
@@ -106,7 +106,7 @@ def from_views(views_path: Path, mesh_path: Path | None, params: "Params", ply: 
 def _camera_centre(cameras: list["Camera"]) -> tuple[np.ndarray, float]:
     """The point nearest every camera's optical axis (least squares) and the scale that puts the
     cameras at the orbit rig's radius from it (the median distance)."""
-    from ..render.cameras import ORBIT_RADIUS
+    from ..assets.cameras import ORBIT_RADIUS
 
     a, b = np.zeros((3, 3)), np.zeros(3)
     for cam in cameras:
@@ -130,7 +130,7 @@ def _fit_views(cameras: list["Camera"], images: np.ndarray, masks: np.ndarray | 
     the fit's white background) and masks resized to them."""
     import cv2
 
-    from ..render.cameras import Camera
+    from ..assets.cameras import Camera
     from .reconstruct import BACKGROUND
 
     w, h = cameras[0].width, cameras[0].height

@@ -49,7 +49,7 @@ from . import output_paths
 if TYPE_CHECKING:
     import numpy as np
 
-    from ..render.cameras import Camera
+    from ..assets.cameras import Camera
     from ..track.geometry import ViewGeometry
     from .refine_progressive import Correspond
 
@@ -256,7 +256,7 @@ class Rendered:
 
 def refine_cameras(source_c2w: "np.ndarray", frames: int, size: int) -> tuple[list["Camera"], list[list[int]]]:
     """Horizontal and vertical orbits around the source view (frame 0 of both, stored once)."""
-    from ..render.cameras import orbit
+    from ..assets.cameras import orbit
 
     horizontal = orbit("horizontal", frames, size, frame0_c2w=source_c2w)
     vertical = orbit("vertical", frames, size, frame0_c2w=source_c2w)
@@ -322,7 +322,7 @@ def choose_source_view(subject: Path, render_fn_: Any, frames: int) -> tuple["np
     colour difference over the union of the two silhouettes."""
     import numpy as np
 
-    from ..render.cameras import orbit
+    from ..assets.cameras import orbit
     from .reconstruct import load_subject_image
 
     photo, alpha = load_subject_image(subject, 128)
@@ -355,7 +355,7 @@ def source_c2w(inputs: dict[str, Path], params: Params, norm, render_fn_: Any,  
     """The source camera (normalized frame) from `cameras`, `source_view` N, or "auto"."""
     import numpy as np
 
-    from ..render.cameras import orbit
+    from ..assets.cameras import orbit
 
     if inputs.get("cameras") is not None:
         path = Path(inputs["cameras"])

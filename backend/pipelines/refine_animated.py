@@ -56,7 +56,7 @@ def _sequence_files(path: Path, tmp: Path) -> list[Path]:
 
 def load_animation(path: Path, params: "Params", tmp: Path):  # type: ignore[no-untyped-def]
     """(bake target, texture, posed positions (T, V, 3) in the file's frame, times, description)."""
-    from ..assets.mesh import load_mesh
+    from ..assets.load import load_mesh
     from .refine_mesh import load_textured
 
     if path.suffix.lower() in (".glb", ".gltf"):
@@ -90,7 +90,7 @@ def refine_animated(inputs: dict[str, Path], subjects: list[Path], params: "Para
     from ..assets.images import write_png
     from ..assets.mesh import Normalization
     from ..bake.baker import BakeResult
-    from ..render.cameras import Camera
+    from ..assets.cameras import Camera
     from ..track.geometry import DEPTH_TOLERANCE, reproject, surface_points
     from .baked_glb import write_baked_glb
     from .refine import (Rendered, frames_sheet, make_inpainter, refine_cameras, render_mesh, source_c2w)

@@ -20,7 +20,7 @@ from ..progress import Progress, sub_progress
 from .refine import Params, Rendered, frames_sheet, make_inpainter, refine_cameras, refine_frames, render_gaussians, source_c2w
 
 if TYPE_CHECKING:
-    from ..render.cameras import Camera
+    from ..assets.cameras import Camera
     from ..splats.model import Gaussians
     from ..track.geometry import ViewGeometry
 

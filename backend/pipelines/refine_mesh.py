@@ -19,7 +19,7 @@ from .refine import (BACKGROUND, Params, Rendered, frames_sheet, make_inpainter,
 
 if TYPE_CHECKING:
     from ..assets.mesh import Mesh
-    from ..render.cameras import Camera
+    from ..assets.cameras import Camera
     from ..track.geometry import ViewGeometry
 
 

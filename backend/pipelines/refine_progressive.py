@@ -18,7 +18,7 @@ import numpy as np
 
 from ..models.inpaint import Inpainter
 from ..progress import Progress, no_progress
-from ..render.cameras import Camera
+from ..assets.cameras import Camera
 from ..track.geometry import Correspondence, sample_image
 from ..track.masks import dilate
 

@@ -83,9 +83,10 @@ def run(inputs: dict[str, Path], params: Params, out_dir: Path, progress: Progre
     import numpy as np
 
     from ..assets.images import Mp4Writer, to_uint, write_png
-    from ..assets.mesh import load_mesh, normalize
+    from ..assets.mesh import normalize
+    from ..assets.load import load_mesh
     from ..assets.viewset import write_transforms
-    from ..render.cameras import Camera, orbit
+    from ..assets.cameras import Camera, orbit
     from ..render.conditioning import encode_normals, encode_positions
     from ..render.contact_sheet import contact_sheet, thumbnail
     from ..render.gbuffer import get_rasterizer, render_gbuffers

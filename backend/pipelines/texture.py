@@ -209,7 +209,7 @@ def read_reference_camera(path: Path, width: int, height: int):  # type: ignore[
     size: its intrinsics are scaled when it names another size of the same aspect ratio; without
     any focal length it gets the orbit's field of view."""
     from ..assets.viewset import _camera, _load_transforms  # the view set's own parsing
-    from ..render.cameras import ORBIT_VFOV_DEG
+    from ..assets.cameras import ORBIT_VFOV_DEG
 
     path = Path(path)
     if not path.is_file():
@@ -237,7 +237,7 @@ def reference_camera(width: int, height: int, norm, user_camera=None):  # type: 
     pose (None = the default, on +Z)."""
     import numpy as np
 
-    from ..render.cameras import ORBIT_VFOV_DEG, Camera, reference_c2w
+    from ..assets.cameras import ORBIT_VFOV_DEG, Camera, reference_c2w
 
     if user_camera is None:
         return Camera.from_fov(reference_c2w(), ORBIT_VFOV_DEG, width, height), None
@@ -252,7 +252,7 @@ def orbit_gbuffers(mesh, frames: int, size: int, frame0, rasterizer: str, progre
     """Horizontal then vertical orbit with their G-buffers; both share frame 0."""
     from ..models.types import Orbit
     from ..progress import sub_progress
-    from ..render.cameras import orbit
+    from ..assets.cameras import orbit
     from ..render.gbuffer import render_gbuffers
 
     result = []
@@ -269,7 +269,7 @@ def make_viewset(orbits, frames: dict, norm):  # type: ignore[no-untyped-def]
     import numpy as np
 
     from ..assets.viewset import ViewSet
-    from ..render.cameras import Camera
+    from ..assets.cameras import Camera
 
     cameras, images, masks, names = [], [], [], []
     for orbit in orbits:
@@ -295,7 +295,7 @@ def write_views(views, folder: Path) -> Path:  # type: ignore[no-untyped-def]
 def render_turntable(mesh, texture, norm, frame0, rasterizer: str):  # type: ignore[no-untyped-def]
     """Base-colour renders of the textured mesh on a horizontal orbit: (N, S, S, 3) float32."""
     from ..assets.mesh import normalize
-    from ..render.cameras import orbit
+    from ..assets.cameras import orbit
     from ..render.gbuffer import render_gbuffers
 
     norm_mesh, _ = normalize(mesh)

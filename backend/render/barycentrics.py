@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .cameras import Camera
+from ..assets.cameras import Camera
 
 _NEIGHBOURS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
 

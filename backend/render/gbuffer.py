@@ -17,7 +17,7 @@ import torch
 from ..assets.mesh import Mesh
 from ..errors import InputError
 from ..progress import Progress, no_progress
-from .cameras import Camera
+from ..assets.cameras import Camera
 
 RASTERIZERS = ("auto", "moderngl", "torch", "nvdiffrast")
 
@@ -45,16 +45,6 @@ class Rasterizer(Protocol):
     def rasterize(self, mesh: Mesh, camera: Camera) -> tuple[torch.Tensor, torch.Tensor]:
         """One view: triangle id (H, W) int32 (-1 = empty) and barycentrics (H, W, 3) float32."""
         ...
-
-
-def near_far(mesh: Mesh, camera: Camera) -> tuple[float, float]:
-    """Clip planes enclosing the mesh's bounding sphere as seen from the camera."""
-    centre = (mesh.positions.min(0) + mesh.positions.max(0)) / 2
-    radius = float(np.linalg.norm(mesh.positions.max(0) - mesh.positions.min(0))) / 2 + 1e-3
-    dist = float(np.dot(centre - camera.position, camera.forward))
-    far = dist + radius * 1.01
-    near = max(dist - radius * 1.01, far * 1e-4, 1e-4)
-    return near, far
 
 
 def get_rasterizer(name: str = "auto") -> Rasterizer:

@@ -23,8 +23,8 @@ import torch
 from ..assets.mesh import Mesh
 from ..errors import InputError
 from .barycentrics import project_vertices, resolve
-from .cameras import Camera
-from .gbuffer import near_far
+from ..assets.cameras import Camera
+from .raster_base import near_far
 
 
 def decode_triangle_ids(raw: torch.Tensor) -> torch.Tensor:

@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 from ..assets.mesh import Mesh
-from .cameras import Camera
-from .gbuffer import near_far
+from ..assets.cameras import Camera
+from .raster_base import near_far
 
 _VERTEX_SHADER = """
 #version 430

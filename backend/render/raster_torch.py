@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 
 from ..assets.mesh import Mesh
-from .cameras import Camera
-from .gbuffer import near_far
+from ..assets.cameras import Camera
+from .raster_base import near_far
 
 _CANDIDATES_PER_CHUNK = 4_000_000
 

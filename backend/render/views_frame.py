@@ -20,7 +20,7 @@ import numpy as np
 
 from ..assets.mesh import Mesh
 from ..errors import InputError
-from .cameras import Camera
+from ..assets.cameras import Camera
 
 log = logging.getLogger("orbitex.views_frame")
 VIEWS_FRAMES = ("auto", "gltf", "blender")

@@ -21,7 +21,7 @@ import torch
 
 from ..errors import InputError
 from ..progress import Progress, no_progress
-from ..render.cameras import Camera
+from ..assets.cameras import Camera
 from . import raster_torch
 from .densify import PARAM_NAMES, CloneSplitPrune, DensifyConfig, new_edits
 from .model import Gaussians

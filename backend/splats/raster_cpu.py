@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..render.cameras import Camera
+from ..assets.cameras import Camera
 from . import cpu_kernels
 from .model import Gaussians
 from .raster_torch import Projection, Render, _tile_pairs, camera_tensors
@@ -156,7 +156,7 @@ def render(g: Gaussians, camera: Camera, background: tuple[float, float, float] 
 
 def warm_up() -> None:
     """Compile the kernels (or load them from numba's cache) on a tiny scene, forward and backward."""
-    from ..render.cameras import look_at
+    from ..assets.cameras import look_at
 
     cam = Camera.from_fov(look_at(np.array([0.0, 0.0, 1.5]), np.zeros(3), np.array([0.0, 1.0, 0.0])), 40.0, 8, 8)
     n = 2

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from ..render.cameras import Camera
+from ..assets.cameras import Camera
 from .model import Gaussians
 from .raster_torch import EPS_2D, NEAR_PLANE, Render
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..render.cameras import Camera
+from ..assets.cameras import Camera
 from .model import Gaussians
 
 NEAR_PLANE = 0.01

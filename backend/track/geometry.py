@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..render.cameras import Camera
+from ..assets.cameras import Camera
 
 
 DEPTH_TOLERANCE = 0.03  # depth test, as a fraction of the asset's largest side

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from backend.assets.mesh import Mesh, make_mesh
-from backend.render.cameras import Camera, look_at
+from backend.assets.cameras import Camera, look_at
 
 
 def quad_mesh(size: float = 1.0) -> Mesh:

@@ -18,7 +18,7 @@ from backend.progress import Progress
 
 NAME = "fixture-sleep"
 INPUTS = {"data": "a small text file"}
-OPTIONAL_INPUTS = {"extra": "another text file, appended", "mesh": "a mesh, loaded with backend.assets.mesh.load_mesh"}
+OPTIONAL_INPUTS = {"extra": "another text file, appended", "mesh": "a mesh, loaded with backend.assets.load.load_mesh"}
 
 
 @dataclass
@@ -37,7 +37,7 @@ def add_arguments(parser) -> None:  # type: ignore[no-untyped-def]
 def run(inputs: dict[str, Path], params: Params, out_dir: Path, progress: Progress) -> dict[str, Path]:
     text = inputs["data"].read_text()
     if "mesh" in inputs:
-        from backend.assets.mesh import load_mesh
+        from backend.assets.load import load_mesh
 
         text += f"\n{load_mesh(inputs['mesh']).num_faces} triangles\n"
     if "extra" in inputs:

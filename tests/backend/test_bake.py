@@ -228,7 +228,7 @@ def test_seam_levelling_improves_a_bake_from_jittered_views() -> None:
 # --- whole bake ------------------------------------------------------------------------------------
 
 def test_mrf_reproduces_ground_truth_texture_from_consistent_views() -> None:
-    from backend.render.cameras import orbit
+    from backend.assets.cameras import orbit
 
     mesh = torus_mesh(n=64)
     tex = 128
@@ -265,7 +265,7 @@ def _seen_texels(mesh, cams, texels) -> np.ndarray:  # type: ignore[no-untyped-d
 # --- alignment ---------------------------------------------------------------------------------------
 
 def _torus_views(tex: int, size: int = 256, frames: int = 12):  # type: ignore[no-untyped-def]
-    from backend.render.cameras import orbit
+    from backend.assets.cameras import orbit
 
     mesh = torus_mesh(n=64)
     gt = detailed_texture(tex, cells=24)
@@ -433,7 +433,7 @@ def test_views_that_see_nothing_name_the_frame() -> None:
     c2w = away.c2w.copy()
     c2w[:3, 3] = [0, 0, 5]
     c2w[:3, :3] = np.diag([-1.0, 1.0, -1.0])  # at +Z looking further along +Z: the quad is behind it
-    from backend.render.cameras import Camera
+    from backend.assets.cameras import Camera
 
     behind = Camera(c2w, away.fx, away.fy, away.cx, away.cy, away.width, away.height)
     views = _flat([away, behind], [(1, 0, 0), (0, 1, 0)])

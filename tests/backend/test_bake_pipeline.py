@@ -17,7 +17,7 @@ from backend.assets.viewset import write_viewset
 from backend.errors import InputError
 from backend.pipelines import bake as bake_pipeline
 from backend.pipelines import parse_params
-from backend.render.cameras import Camera, orbit
+from backend.assets.cameras import Camera, orbit
 from bench.synthetic import render_views
 
 from bake_helpers import cube_mesh, smooth_texture, write_glb

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from backend.errors import InputError
-from backend.render.cameras import ORBIT_RADIUS, Camera, look_at, orbit
+from backend.assets.cameras import ORBIT_RADIUS, Camera, look_at, orbit
 
 
 def test_frame0_of_both_orbits_is_the_same_view() -> None:

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backend.assets.mesh import load_mesh, normalize
+from backend.assets.mesh import normalize
+from backend.assets.load import load_mesh
 from backend.errors import InputError
 
 from geometry_helpers import write_glb_without_material

@@ -69,7 +69,8 @@ def asset(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 @pytest.fixture(scope="module")
 def scene(asset: dict):  # type: ignore[no-untyped-def]
-    from backend.assets.mesh import load_mesh, normalize
+    from backend.assets.mesh import normalize
+    from backend.assets.load import load_mesh
     from backend.models.reference import load_reference
     from backend.render.gbuffer import render_gbuffers
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from backend.render.cameras import Camera, look_at
+from backend.assets.cameras import Camera, look_at
 from backend.splats import raster_cpu, raster_torch
 from backend.splats.fit import FitConfig, pick_rasterizer
 from backend.splats.model import Gaussians, rgb_to_dc

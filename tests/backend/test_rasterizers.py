@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from backend.render.barycentrics import project_vertices, resolve
-from backend.render.cameras import Camera, look_at, orbit
+from backend.assets.cameras import Camera, look_at, orbit
 from backend.render.gbuffer import interpolate, render_gbuffers
 from backend.render.raster_cuda import decode_triangle_ids
 from backend.render.raster_torch import TorchRasterizer

@@ -12,7 +12,7 @@ import pytest
 from backend.assets.viewset import write_viewset
 from backend.errors import InputError
 from backend.pipelines import reconstruct as R
-from backend.render.cameras import Camera
+from backend.assets.cameras import Camera
 from backend.render.views_frame import GLTF_FROM_BLENDER
 from backend.splats.ply import read_ply
 from bench.synthetic import held_out_cameras, make_asset, render_views

@@ -27,7 +27,7 @@ def test_mesh_refine_keeps_what_the_source_sees(tmp_path: Path) -> None:
     from backend.assets.mesh import normalize
     from backend.pipelines.refine import refine_cameras, render_mesh
     from backend.pipelines.refine_mesh import source_seen_texels
-    from backend.render.cameras import orbit
+    from backend.assets.cameras import orbit
     from backend.track.geometry import DEPTH_TOLERANCE
     from backend.track.masks import dilate
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from backend.errors import InputError
-from backend.render.cameras import Camera, look_at
+from backend.assets.cameras import Camera, look_at
 from backend.splats import raster_torch
 from backend.splats.densify import CloneSplitPrune, DensifyConfig
 from backend.splats.fit import FitConfig, FitViews, fit, from_params, render_views, to_params

@@ -67,7 +67,7 @@ def test_end_to_end_outputs(asset: dict, result: dict) -> None:
 
 
 def test_result_keeps_mesh_and_reproduces_the_front(asset: dict, result: dict) -> None:
-    from backend.assets.mesh import load_mesh
+    from backend.assets.load import load_mesh
     from backend.assets.images import read_image
     from backend.assets.mesh import normalize
     from backend.render.gbuffer import render_gbuffers
@@ -85,7 +85,8 @@ def test_result_keeps_mesh_and_reproduces_the_front(asset: dict, result: dict) -
 
 
 def test_projection_modes(asset: dict) -> None:
-    from backend.assets.mesh import load_mesh, normalize
+    from backend.assets.mesh import normalize
+    from backend.assets.load import load_mesh
     from backend.models import generators
     from backend.models.types import GenerateOptions, Reference
     from backend.models.reference import load_reference
@@ -176,8 +177,9 @@ def test_missing_weights_fail_before_any_work(asset: dict, tmp_path: Path, monke
 
 
 def test_camera_file(asset: dict, tmp_path: Path) -> None:
-    from backend.assets.mesh import load_mesh, normalize
-    from backend.render.cameras import reference_c2w
+    from backend.assets.mesh import normalize
+    from backend.assets.load import load_mesh
+    from backend.assets.cameras import reference_c2w
 
     mesh = load_mesh(asset["mesh"])
     _, norm = normalize(mesh)

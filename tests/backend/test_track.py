@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backend.render.cameras import orbit
+from backend.assets.cameras import orbit
 from backend.render.gbuffer import render_gbuffers
 from backend.track.flow import chain_paths, flow_track
 from backend.track.geometry import DEPTH_TOLERANCE, backward_unseen, forward_unseen, mesh_view_geometry, reproject

@@ -15,7 +15,7 @@ from backend.assets.images import read_image
 from backend.assets.mesh import make_mesh
 from backend.assets.viewset import write_viewset
 from backend.errors import InputError
-from backend.render.cameras import Camera
+from backend.assets.cameras import Camera
 from backend.render.views_frame import GLTF_FROM_BLENDER, resolve_views_frame
 from bench.synthetic import corrupt, held_out_cameras, make_asset, render_views
 
@@ -117,7 +117,7 @@ def test_service_params_take_views_frame() -> None:
 
 def test_texture_reference_camera_frame(tmp_path: Path) -> None:
     from backend.pipelines import parse_params, texture
-    from backend.render.cameras import ORBIT_VFOV_DEG, reference_c2w
+    from backend.assets.cameras import ORBIT_VFOV_DEG, reference_c2w
 
     thin = make_asset("thin", 256)
     glb = write_glb(tmp_path / "thin.glb", thin.mesh, [thin.mesh.uvs])

@@ -12,7 +12,7 @@ import pytest
 from backend.assets.images import read_image, write_mp4, write_png
 from backend.assets.viewset import read_viewset, write_viewset
 from backend.errors import InputError
-from backend.render.cameras import Camera, look_at, orbit
+from backend.assets.cameras import Camera, look_at, orbit
 
 from geometry_helpers import png_with_header_size
 
