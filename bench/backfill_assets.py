@@ -17,7 +17,7 @@ import math
 import numpy as np
 
 from backend.assets.mesh import Mesh
-from backend.render.cameras import ORBIT_RADIUS, ORBIT_VFOV_DEG, Camera, look_at
+from backend.assets.cameras import ORBIT_RADIUS, ORBIT_VFOV_DEG, Camera, look_at
 
 from bench.synthetic import can_mesh, combine, patch, plaid_texture
 
