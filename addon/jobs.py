@@ -52,6 +52,7 @@ class Job:
     poll_failures: int = 0
     cancel_requested: bool = False
     meta: dict[str, Any] = field(default_factory=dict)  # the caller's own data (target object's id, UV plan)
+    node: str = ""                  # the backend machine running the job (Ray engine: one of many)
 
     @property
     def active(self) -> bool:
@@ -64,11 +65,26 @@ class Job:
 
 Apply = Callable[[Job], None]
 
+# how a batch counts its jobs, per backend machine
+PROGRESS_GROUPS = {"new": "queued", "queued": "queued", "running": "running", "downloading": "running",
+                   "applying": "running", "done": "done", "failed": "failed", "cancelled": "failed",
+                   "interrupted": "failed"}
+
+
+def count_by_node(jobs: Iterable[Job]) -> dict[str, dict[str, int]]:
+    """{node: {"done": n, "failed": n, "running": n, "queued": n}}; jobs no machine took yet under ""."""
+    counts: dict[str, dict[str, int]] = {}
+    for job in jobs:
+        group = counts.setdefault(job.node, dict.fromkeys(("done", "failed", "running", "queued"), 0))
+        group[PROGRESS_GROUPS.get(job.state, "failed")] += 1
+    return counts
+
 
 def _take_record(job: Job, record: dict[str, Any]) -> None:
     job.progress = float(record.get("progress") or 0.0)
     job.stage = str(record.get("stage") or "")
     job.message = str(record.get("message") or "")
+    job.node = str(record.get("node") or job.node)
     # Results come as names or as {"name", "file", ...} records.
     job.results, job.result_files = [], {}
     for result in record.get("results") or []:

@@ -11,7 +11,7 @@ import bpy
 from bpy.props import EnumProperty, StringProperty
 
 from ..addon import session
-from ..addon.jobs import Job, step
+from ..addon.jobs import Job, count_by_node, step
 from .bake_from_cameras import BakeOptions, submit_bakes
 from .job_submit import SubmitError
 from .texture_jobs import apply, summary, track_all
@@ -56,6 +56,12 @@ class Batch:
         parts.append(f"{len(skipped)} skipped" + (": " + "; ".join(f"{n} ({w})" for n, w in skipped) if skipped else ""))
         running = sum(job.active for job in self.jobs)
         return (f"{running} running; " if running else "") + "; ".join(parts)
+
+    def node_lines(self) -> list[str]:
+        """Done/failed/running per backend machine, e.g. 'gpu-a: 3 done, 0 failed, 1 running'."""
+        return [f"{node or 'not started'}: " + ", ".join(f"{n} {group}" for group, n in counts.items()
+                                                         if n or group != "queued")
+                for node, counts in sorted(count_by_node(self.jobs).items())]
 
 
 batches: list[Batch] = []  # this session's batches, newest last (the Batch panel shows the last)

@@ -172,3 +172,5 @@ class ORBITEX_PT_batch(_OrbitexSidebar, bpy.types.Panel):
             col = box.column(align=True)
             col.alert = bool(failed)
             _wrapped_labels(col, batch.summary_text(), width - 40)
+            for line in batch.node_lines():  # per backend machine (many with the Ray engine)
+                box.label(text=line, icon="NETWORK_DRIVE")

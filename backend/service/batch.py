@@ -100,10 +100,11 @@ def node_summary(jobs: list[dict[str, Any]]) -> str:
 class StartedBackend:
     """`python -m backend serve` for the batch's time, on its own data folder."""
 
-    def __init__(self, data: Path, engine: str, ray_address: str) -> None:
+    def __init__(self, data: Path, engine: str, ray_address: str, serve_args: tuple[str, ...] | list[str] = ()) -> None:
         args = [sys.executable, "-m", "backend", "serve", "--data", str(data), "--port", "0", "--engine", engine]
         if ray_address:
             args += ["--ray-address", ray_address]
+        args += list(serve_args)
         package_root = str(Path(__file__).resolve().parents[2])
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)

@@ -3,6 +3,8 @@ included) gets a job; a mesh the backend refuses fails with its reason while the
 textured; objects that are not meshes are skipped; the batch's overall progress climbs to 1."""
 from __future__ import annotations
 
+import socket
+
 import bpy
 import numpy as np
 import pytest
@@ -53,6 +55,7 @@ def test_execute_textures_the_good_meshes_and_reports_the_bad_one(session, tmp_p
     summary = batch.summary_text()
     assert summary.startswith("2 textured (Batch Tex good, Batch Tex no uv); 1 failed: Batch Tex points: failed: ")
     assert summary.endswith("; 1 skipped: Batch Tex empty (not a mesh (empty))")
+    assert batch.node_lines() == [f"{socket.gethostname()}: 2 done, 1 failed, 0 running"]  # the Batch panel's per-node line
     assert state(objs["good"])["slots"] == ["Batch Tex old", "Batch Tex good Orbitex texture"]
     assert state(objs["no uv"])["uv_maps"] == ["Orbitex UV"]
     assert state(objs["points"]) == {**before["points"], "materials": state(objs["points"])["materials"],
