@@ -55,7 +55,7 @@ def estimate_direction(scan: Scan, given: np.ndarray | None = None) -> tuple[Dir
             raise InputError(f"{scan.name}: the scan's normals agree on no direction (|mean normal| = "
                              f"{np.linalg.norm(mean):.2f}); it does not look like a scan from one side: "
                              "pass --direction X,Y,Z")
-        d = _facing_direction(normals, -mean / np.linalg.norm(mean))
+        d = _evenest_view(points, [-mean / np.linalg.norm(mean), _facing_direction(normals, -mean / np.linalg.norm(mean))])
         source = "normals"
     else:
         d = _axis_from_unoriented(scan.name, points, normals)
@@ -69,6 +69,27 @@ def estimate_direction(scan: Scan, given: np.ndarray | None = None) -> tuple[Dir
                              "look like a scan from one side: pass --direction X,Y,Z")
     oriented = _orient_towards(normals, d, scan.viewpoint, points)
     return Direction(d, source, facing), oriented
+
+
+def _evenest_view(points: np.ndarray, candidates: list[np.ndarray]) -> np.ndarray:
+    """The candidate along which the points spread most evenly over the image plane (least
+    relative spread of their nearest-neighbour spacing there): a scanner samples its image evenly,
+    so along its own direction every face is as dense as the others. The two candidates fail in
+    opposite cases: the normals' mean leans towards an elongated object's broad side, the
+    normals' smallest cap towards the side walls of a flat face seen head-on (45 degrees on a
+    cylinder's end face)."""
+    from scipy.spatial import cKDTree
+
+    sub = points[:: max(1, len(points) // 8000)]
+    best, best_score = candidates[0], np.inf
+    for d in candidates:
+        flat = sub - np.outer(sub @ d, d)
+        spacing = cKDTree(flat).query(flat, k=2)[0][:, 1]
+        lo, mid, hi = np.quantile(spacing, [0.05, 0.5, 0.95])  # wide quantiles: a wall strip is a minority
+        score = (hi - lo) / max(mid, 1e-12)
+        if score < best_score:
+            best, best_score = d, score
+    return best
 
 
 def _facing_direction(normals: np.ndarray, start: np.ndarray, quantile: float = 0.005) -> np.ndarray:
