@@ -21,8 +21,10 @@ Faults. A task whose worker process or node dies is retried once on another work
 (`--on-worker-lost retry`, the default: the job's message says it ran twice) or marked interrupted
 (`interrupt`); a second loss marks it interrupted. Ray tasks share the fate of their driver, this
 process: when it dies (the cluster went away, the server stopped) its tasks end with it, and the
-supervisor marks its running jobs interrupted and starts a fresh driver, which waits for the
-cluster to answer before it claims anything, so queued jobs stay queued meanwhile. A restarted
+supervisor marks its running jobs interrupted (a job claimed ahead that no worker took yet goes
+back to the queue) and starts a fresh driver, which waits for the cluster to answer before it
+claims anything, so queued jobs stay queued meanwhile. Ray ends a driver whose cluster is gone
+after `RAY_gcs_rpc_server_reconnect_timeout_s` (60 s by default). A restarted
 server therefore finds no task to re-attach to and marks the jobs that were running interrupted;
 nothing runs twice unless the retry policy says so, and then the job says so.
 """

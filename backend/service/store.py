@@ -198,6 +198,13 @@ class JobStore:
         return self._execute("UPDATE jobs SET state = ?, stage = ?, message = ?, updated = ?, finished = ?"
                              " WHERE state = 'running' AND worker = ?", (state, state, message, stamp, stamp, worker))
 
+    def requeue_unstarted(self, worker: str) -> int:
+        """Running jobs of a worker that no machine ever took (no node recorded) go back to the queue:
+        they never ran, so running them later runs them once (the Ray engine claims one job ahead)."""
+        return self._execute("UPDATE jobs SET state = 'queued', stage = 'queued', worker = NULL, started = NULL,"
+                             " progress = 0, updated = ? WHERE state = 'running' AND worker = ? AND node IS NULL"
+                             " AND cancel_requested IS NULL", (now_iso(), worker))
+
     def stale_cancels(self, worker: str, older_than: float) -> list[Job]:
         """Running jobs of `worker` whose cancel was asked before `older_than` (epoch seconds)."""
         return list(self._query("SELECT * FROM jobs WHERE state = 'running' AND worker = ?"

@@ -103,6 +103,7 @@ class WorkerSupervisor:
                     return
                 code = self._proc.poll()
                 if code is not None:
+                    self.store.requeue_unstarted(self._worker_id)
                     self.store.end_running(self._worker_id, self.engine.lost_state,
                                            self.engine.lost_message.format(code=code))
                     delays = self.engine.restart_delays_s
@@ -143,6 +144,7 @@ class WorkerSupervisor:
         self._stopping.set()
         with self._lock:
             self._terminate()
+            self.store.requeue_unstarted(self._worker_id)
             self.store.mark_interrupted("interrupted: the backend was stopped while this job was running;"
                                         " submit it again", worker=self._worker_id)
             self._proc = None

@@ -200,3 +200,25 @@ def test_batch_cli_over_a_folder_on_the_ray_engine(tmp_path: Path, cluster: RayC
         assert (out / name / "viewset.zip").is_file() and (out / name / "contact_sheet.png").is_file()
     summary = json.loads((out / "batch.json").read_text())
     assert [j["state"] for j in summary] == ["done", "done", "failed", "done"]  # a, b, broken, c
+
+
+def test_cluster_gone_interrupts_running_jobs_and_keeps_queued_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    monkeypatch.setenv("RAY_gcs_rpc_server_reconnect_timeout_s", "5")  # Ray's default: a driver waits 60 s for its GCS
+    doomed = RayCluster(cpus=1, gpus=0, env={"ORBITEX_EXTRA_PIPELINES": f"{FIXTURE_TYPE}=service_fixture_pipeline"})
+    server = Server(tmp_path / "data", "--engine", "ray", "--ray-address", doomed.address)
+    try:
+        running = server.submit_ok({"steps": 600, "delay": 0.1})
+        server.wait(running["id"], ("running",), min_progress=0.01, timeout=60)
+        queued = [server.submit_ok({"steps": 2}) for _ in range(2)]
+        doomed.kill()
+        lost = server.wait(running["id"], END, timeout=60)
+        assert lost["state"] == "interrupted" and "Ray engine process stopped" in lost["message"], lost
+        assert server.client.get("/health").json()["ok"]
+        time.sleep(2.0)
+        # the one claimed ahead (waiting in Ray's queue) never ran: it went back to the queue with the rest
+        assert [server.job(j["id"])["state"] for j in queued] == ["queued", "queued"]
+        assert "waiting for the Ray cluster" in (tmp_path / "data" / "logs" / "ray-engine.log").read_text()
+    finally:
+        server.stop()
+        doomed.kill()
