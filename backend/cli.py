@@ -12,6 +12,7 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from . import pipelines, threads
 from .errors import OrbitexError
@@ -46,12 +47,28 @@ def build_parser(verb: str | None) -> argparse.ArgumentParser:
     return parser
 
 
+def params_from_flags(params_cls: type, flags: dict[str, Any]) -> dict[str, Any]:
+    """The JSON params a job spec would carry, from parsed flags: a flag's dest names its field, with
+    dots for a nested dataclass field (dest "bake.method" -> {"bake": {"method": ...}}); unset flags
+    (None) keep the defaults, flags of no field (--out, --threads) are left out."""
+    fields = set(params_cls.__dataclass_fields__)
+    values: dict[str, Any] = {}
+    for dest, value in flags.items():
+        head, *rest = dest.split(".")
+        if value is None or head not in fields:
+            continue
+        target = values
+        for part in [head, *rest][:-1]:
+            target = target.setdefault(part, {})
+        target[[head, *rest][-1]] = value
+    return values
+
+
 def run_pipeline(name: str, args: argparse.Namespace) -> int:
     module = pipelines.load(name)
     roles = {**module.INPUTS, **getattr(module, "OPTIONAL_INPUTS", {})}
     inputs = {role: Path(getattr(args, role)) for role in roles if getattr(args, role, None) is not None}
-    fields = set(module.Params.__dataclass_fields__)
-    params = pipelines.parse_params(module.Params, {k: v for k, v in vars(args).items() if k in fields and v is not None})
+    params = pipelines.parse_params(module.Params, params_from_flags(module.Params, vars(args)))
     threads.configure(args.threads)
     notes = logging.getLogger("orbitex")  # what a pipeline decided on its own (e.g. the views frame), to stderr
     if not notes.handlers:

@@ -35,7 +35,7 @@ def run_texture(mesh: Path, image: Path, out: Path, frames: int, size: int, text
     from backend.pipelines import parse_params, texture
     from backend.progress import no_progress
 
-    params = parse_params(texture.Params, {"frames": frames, "size": size, "texture_size": texture_size})
+    params = parse_params(texture.Params, {"frames": frames, "size": size, "bake": {"texture_size": texture_size}})
     start = time.perf_counter()
     files = texture.run({"mesh": mesh, "image": image}, params, out, no_progress)
     return files, time.perf_counter() - start

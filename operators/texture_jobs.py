@@ -8,6 +8,7 @@ The target is remembered by its stable id (job.meta["target"]), never by name al
 """
 from __future__ import annotations
 
+import copy
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -53,13 +54,15 @@ def submit(client: BackendClient, obj: bpy.types.Object, job_type: str, params: 
     except ValueError as exc:
         raise SubmitError(str(exc)) from None
     work_dir = new_work_dir()
-    params = dict(params)
+    params = copy.deepcopy(params)
     try:
         new_map = chosen is None
         mesh = scene_io.export_mesh_glb(obj, work_dir / "inputs" / "mesh.glb", apply_modifiers=not new_map,
                                         texcoords=not new_map)
         if not new_map:
-            params["uv_map"] = f"TEXCOORD_{scene_io.uv_map_index(obj, chosen)}"
+            # the bake's options: a bake job's params themselves, or a texture job's nested `bake`
+            bake_options = params["bake"] if "bake" in params else params
+            bake_options["uv_map"] = f"TEXCOORD_{scene_io.uv_map_index(obj, chosen)}"
         inputs = {"mesh": mesh, **extra_inputs(work_dir / "inputs")}
     except (RuntimeError, ValueError, OSError) as exc:
         shutil.rmtree(work_dir, ignore_errors=True)

@@ -68,7 +68,7 @@ class TextureOptions:
     def texture_params(self) -> dict:
         # turntable=False: the preview is never downloaded here and costs about half of a small job
         return {"generator": self.generator, "frames": self.frames, "size": self.size, "seed": self.seed,
-                "texture_size": self.texture_size, "voxel_res": self.voxel_res, "turntable": False}
+                "bake": {"texture_size": self.texture_size, "voxel_res": self.voxel_res}, "turntable": False}
 
     def texture_inputs(self, into: Path) -> dict[str, Path]:
         inputs = {"image": reference_image(self.image_path, self.image_name, into)}

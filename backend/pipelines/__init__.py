@@ -59,20 +59,23 @@ def output_paths(out: str | Path, suffix: str | tuple[str, ...], default_name: s
     return out / default_name, out
 
 
-def parse_params(params_cls: type, values: dict[str, Any] | None) -> Any:
-    """Build a Params dataclass from a JSON dict, refusing unknown keys and wrong types."""
+def parse_params(params_cls: type, values: dict[str, Any] | None, prefix: str = "") -> Any:
+    """Build a Params dataclass from a JSON dict, refusing unknown keys and wrong types. A field whose
+    type is itself a dataclass (texture's `bake: BakeParams`) takes a JSON object, parsed the same way;
+    errors name nested keys with dots (`bake.method`)."""
     values = dict(values or {})
     fields = {f.name: f for f in dataclasses.fields(params_cls)}
     unknown = sorted(set(values) - set(fields))
     if unknown:
-        raise InputError(f"unknown parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(fields))}")
+        raise InputError(f"unknown parameter(s) {', '.join(prefix + k for k in unknown)}; "
+                         f"known: {', '.join(prefix + k for k in sorted(fields))}")
     hints = typing.get_type_hints(params_cls)
     for key, value in values.items():
-        values[key] = _coerce(key, value, hints[key])
+        values[key] = _coerce(prefix + key, value, hints[key])
     try:
         return params_cls(**values)
     except (TypeError, ValueError) as exc:
-        raise InputError(str(exc)) from None
+        raise InputError(f"{prefix[:-1]}: {exc}" if prefix else str(exc)) from None
 
 
 def _coerce(key: str, value: Any, hint: Any) -> Any:
@@ -80,6 +83,12 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
     if value is None and type(None) in options:
         return None
     for option in options:
+        if dataclasses.is_dataclass(option) and isinstance(option, type):
+            if isinstance(value, option):
+                return value
+            if isinstance(value, dict):
+                return parse_params(option, value, prefix=key + ".")
+            continue
         if option is bool and isinstance(value, bool):
             return value
         if option is int and isinstance(value, int) and not isinstance(value, bool):

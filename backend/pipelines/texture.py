@@ -5,7 +5,7 @@ out, on black) -> horizontal and vertical orbit G-buffers around the reference v
 (projection | wan-vace | orbitpainter) -> view set -> bake onto the mesh's UVs -> GLB, texture
 PNG, turntable (PNG strip and MP4; `turntable=False` skips it), report. The mesh is loaded and the
 GLB written the way the bake pipeline does (backend/pipelines/baked_glb.py): the texture lands on
-the requested UV map (`uv_map`) of the input's own glTF.
+the requested UV map (`bake.uv_map`) of the input's own glTF.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import argparse
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -48,11 +48,7 @@ class Params:
     guidance: float | None = None  # classifier-free guidance scale (video generators)
     device: str = "auto"
     force_cpu: bool = False  # run a large video model on the CPU anyway
-    method: Literal["mrf", "greedy", "average", "optimize"] = "mrf"  # bake view selection
-    texture_size: int = 2048
-    voxel_res: int = 256
-    uv_map: str | None = None  # TEXCOORD_n (or n) to bake onto; None = the first
-    rasterizer: str = "auto"
+    bake: BakeParams = field(default_factory=BakeParams)  # the bake's options (uv_map, rasterizer: the whole job's)
     turntable: bool = True  # render the turntable preview (PNG strip + MP4; about half a small job's time)
     views_frame: ViewsFrame = "auto"  # frame of the reference camera (`camera` input): gltf | blender | auto
 
@@ -65,11 +61,6 @@ class Params:
             raise InputError(f"frames must be between 1 and 241, not {self.frames}")
         if not 16 <= self.size <= 2048:
             raise InputError(f"size must be between 16 and 2048, not {self.size}")
-        self.bake_params()  # the bake's own checks, before any generation
-
-    def bake_params(self) -> BakeParams:
-        return BakeParams(method=self.method, texture_size=self.texture_size, voxel_res=self.voxel_res,
-                          uv_map=self.uv_map, rasterizer=self.rasterizer)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -88,11 +79,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--force-cpu", dest="force_cpu", action="store_true", default=None,
                         help="run a large video model on the CPU anyway (hours)")
-    parser.add_argument("--method", choices=METHODS, help="bake view selection (default mrf)")
-    parser.add_argument("--texture-size", dest="texture_size", type=int, help="texture side (default 2048)")
-    parser.add_argument("--voxel-res", dest="voxel_res", type=int, help="bake surface voxels (default 256)")
-    parser.add_argument("--uv-map", dest="uv_map", help="UV map to bake onto (default: the first)")
-    parser.add_argument("--rasterizer", help="auto | moderngl | torch | nvdiffrast")
+    # flags of the nested bake options: dest "bake.NAME" fills params.bake (backend/cli.py)
+    parser.add_argument("--method", dest="bake.method", choices=METHODS, help="bake view selection (default mrf)")
+    parser.add_argument("--texture-size", dest="bake.texture_size", type=int, help="texture side (default 2048)")
+    parser.add_argument("--voxel-res", dest="bake.voxel_res", type=int, help="bake surface voxels (default 256)")
+    parser.add_argument("--uv-map", dest="bake.uv_map", help="UV map to bake onto (default: the first)")
+    parser.add_argument("--rasterizer", dest="bake.rasterizer", help="auto | moderngl | torch | nvdiffrast")
     parser.add_argument("--no-turntable", dest="turntable", action="store_false", default=None,
                         help="skip the turntable preview (PNG strip and MP4)")
     add_views_frame_argument(parser)
@@ -126,7 +118,7 @@ def run(inputs: dict[str, Path], params: Params, out_dir: Path, progress: Progre
     glb_path, side = output_paths(out_dir, ".glb", "textured.glb")
     if any(Path(glb_path).resolve() == Path(f).resolve() for f in inputs.values()):
         raise InputError(f"{glb_path.name}: the output would overwrite an input file; choose another --out")
-    target = load_bake_target(inputs["mesh"], params.uv_map)
+    target = load_bake_target(inputs["mesh"], params.bake.uv_map)
     mesh = target.mesh
     reference = load_reference(inputs["image"])
     height, width = reference.mask.shape
@@ -136,7 +128,7 @@ def run(inputs: dict[str, Path], params: Params, out_dir: Path, progress: Progre
 
         camera = read_reference_camera(inputs["camera"], width, height)
         cameras, frame = resolve_views_frame(mesh, [camera], reference.rgb[None], reference.mask[None],
-                                             params.views_frame, params.rasterizer, what="the reference camera")
+                                             params.views_frame, params.bake.rasterizer, what="the reference camera")
         user_camera = cameras[0]
     norm_mesh, norm = normalize(mesh)
     lap("load")
@@ -146,9 +138,9 @@ def run(inputs: dict[str, Path], params: Params, out_dir: Path, progress: Progre
 
     progress(0.02, "orbit G-buffers")
     ref_camera, frame0 = reference_camera(width, height, norm, user_camera)
-    orbits = orbit_gbuffers(norm_mesh, params.frames, params.size, frame0, params.rasterizer,
+    orbits = orbit_gbuffers(norm_mesh, params.frames, params.size, frame0, params.bake.rasterizer,
                             sub_progress(progress, 0.02, 0.2))
-    ref_gbuffer = render_gbuffers(norm_mesh, [ref_camera], params.rasterizer)
+    ref_gbuffer = render_gbuffers(norm_mesh, [ref_camera], params.bake.rasterizer)
     if not bool(ref_gbuffer.mask.any()):
         raise InputError("the reference camera sees none of the mesh: check --camera (it must be in the mesh's "
                          "own frame, looking at the mesh)")
@@ -168,7 +160,7 @@ def run(inputs: dict[str, Path], params: Params, out_dir: Path, progress: Progre
 
     from ..bake.baker import bake
 
-    result = bake(mesh, views, params.bake_params(), sub_progress(progress, 0.6, 0.92))
+    result = bake(mesh, views, params.bake, sub_progress(progress, 0.6, 0.92))
     lap("bake")
 
     progress(0.93, "writing GLB" + (" and turntable" if params.turntable else ""))
@@ -179,7 +171,7 @@ def run(inputs: dict[str, Path], params: Params, out_dir: Path, progress: Progre
              "texture": write_png(side / "texture.png", result.texture), "views": views_json}
     lap("write")
     if params.turntable:
-        turntable = render_turntable(result.mesh, result.texture, norm, frame0, params.rasterizer)
+        turntable = render_turntable(result.mesh, result.texture, norm, frame0, params.bake.rasterizer)
         strip = turntable[:: len(turntable) // TURNTABLE_STRIP][:TURNTABLE_STRIP]
         files["turntable"] = write_png(side / "turntable.png",
                                        strip.transpose(1, 0, 2, 3).reshape(strip.shape[1], -1, 3))
@@ -190,7 +182,7 @@ def run(inputs: dict[str, Path], params: Params, out_dir: Path, progress: Progre
               "seconds_total": round(sum(timings.values()), 3), "bake": result.report,
               "uv_map": uv_map_name(target, result), "reference_alpha": reference.had_alpha,
               "views_frame": None if frame is None else frame.report(),
-              "generator_calls": _calls(generator), **rasterizer_report(params.rasterizer)}
+              "generator_calls": _calls(generator), **rasterizer_report(params.bake.rasterizer)}
     report_path = side / "report.json"
     report_path.write_text(json.dumps(report, indent=2, default=str))
     progress(1.0, "done")

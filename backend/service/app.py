@@ -209,13 +209,33 @@ def _describe(job_type: str) -> dict[str, Any]:
 
         module = registry.load(job_type)
         kind = registry.kind(job_type)
-        params = pydantic.TypeAdapter(kind.params_cls).json_schema(mode="serialization")
-        params["additionalProperties"] = False  # parse_params refuses unknown names
+        params = _closed_inline(pydantic.TypeAdapter(kind.params_cls).json_schema(mode="serialization"))
         inputs = {role: {"description": text, "required": True} for role, text in kind.inputs.items()}
         inputs |= {role: {"description": text, "required": False} for role, text in kind.optional_inputs.items()}
         _PARAM_SCHEMAS[job_type] = json_safe({
             "description": (module.__doc__ or job_type).strip().splitlines()[0], "inputs": inputs, "params": params})[0]
     return _PARAM_SCHEMAS[job_type]
+
+
+def _closed_inline(schema: dict[str, Any]) -> dict[str, Any]:
+    """The params schema with nested dataclasses (texture's `bake`) inlined in place of $refs, so a
+    client reads `properties.bake.properties.method.default` directly; every object closed
+    (additionalProperties false), as parse_params refuses unknown names at every level."""
+    defs = schema.pop("$defs", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, list):
+            return [walk(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        if "$ref" in node:
+            node = {**defs[node["$ref"].rsplit("/", 1)[-1]], **{k: v for k, v in node.items() if k != "$ref"}}
+        node = {key: walk(value) for key, value in node.items()}
+        if node.get("type") == "object" and "properties" in node:
+            node["additionalProperties"] = False
+        return node
+
+    return walk(schema)
 
 
 def _check_inputs(kind: registry.JobKind, upload: uploads.Upload) -> None:

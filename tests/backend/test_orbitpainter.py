@@ -198,7 +198,7 @@ def test_cancel_inside_the_denoising_loop_ends_the_child(installed: Path, scene)
 @needs_diffsynth
 def test_texture_end_to_end_with_orbitpainter(installed: Path, asset: dict, tmp_path: Path) -> None:
     params = parse_params(texture.Params, {"generator": "orbitpainter", "frames": FRAMES, "size": SIZE,
-                                           "steps": STEPS, "texture_size": 128, "voxel_res": 32,
+                                           "steps": STEPS, "bake": {"texture_size": 128, "voxel_res": 32},
                                            "turntable": False})
     stages: list[str] = []
     files = texture.run({"mesh": asset["mesh"], "image": asset["image"]}, params, tmp_path / "out",

@@ -2,6 +2,7 @@
 generator's modes, the reference image handling and bad inputs."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import sys
@@ -37,8 +38,8 @@ def _digest(path: Path) -> str:
 
 
 def _params(**kw) -> texture.Params:  # type: ignore[no-untyped-def]
-    values = {"frames": 9, "size": SIZE, "texture_size": 256, "voxel_res": 64, **kw}
-    return parse_params(texture.Params, values)
+    bake = {"texture_size": 256, "voxel_res": 64, **kw.pop("bake", {})}
+    return parse_params(texture.Params, {"frames": 9, "size": SIZE, "bake": bake, **kw})
 
 
 @pytest.fixture(scope="module")
@@ -217,7 +218,7 @@ def test_second_uv_map_kept_glb_and_no_turntable(asset: dict, tmp_path: Path) ->
     matrix[:3, 3] = [0.3, -1.0, 0.5]  # a similarity: normalization undoes it, so the reference still fits
     glb = write_glb(tmp_path / "two_maps.glb", make_mesh(positions, faces, uvs), [other, uvs], matrix)
     out = tmp_path / "two_maps_textured.glb"
-    files = texture.run({"mesh": glb, "image": asset["image"]}, _params(uv_map="TEXCOORD_1", turntable=False),
+    files = texture.run({"mesh": glb, "image": asset["image"]}, _params(bake={"uv_map": "TEXCOORD_1"}, turntable=False),
                         out, no_progress)
     assert set(files) == {"glb", "texture", "views", "report"} and files["glb"] == out
     assert not list(tmp_path.glob("two_maps_textured_files/turntable*"))
@@ -235,5 +236,31 @@ def test_second_uv_map_kept_glb_and_no_turntable(asset: dict, tmp_path: Path) ->
     front = texture.sample_texture(baked, read_image(files["texture"])[..., :3], g.tri_id, g.bary, g.mask)[0]
     assert psnr(front, asset["rgb"], asset["mask"]) > 28.0
     with pytest.raises(InputError, match="no UV map 'TEXCOORD_4'"):
-        texture.run({"mesh": glb, "image": asset["image"]}, _params(uv_map="TEXCOORD_4"), tmp_path / "x.glb",
+        texture.run({"mesh": glb, "image": asset["image"]}, _params(bake={"uv_map": "TEXCOORD_4"}), tmp_path / "x.glb",
                     no_progress)
+
+
+def test_params_nest_the_bake_options_for_json_and_cli() -> None:
+    """texture's `bake` is a BakeParams: a JSON object (unknown or bad keys named with dots), filled
+    by the CLI's bake flags (dest "bake.NAME"), and served by GET /job-types as a closed object."""
+    from backend.bake.params import BakeParams
+    from backend.cli import build_parser, params_from_flags
+    from backend.service.app import _describe
+
+    params = parse_params(texture.Params, {"frames": 5, "bake": {"method": "greedy", "texture_size": 64}})
+    assert params.bake == BakeParams(method="greedy", texture_size=64)
+    assert parse_params(texture.Params, {}).bake == BakeParams()
+    for bad, message in (({"bake": {"metod": "mrf"}}, "bake.metod"), ({"bake": {"method": "best"}}, "bake.method"),
+                         ({"bake": {"texture_size": 4}}, "bake: texture_size"), ({"bake": 3}, "'bake'"),
+                         ({"texture_size": 64}, "texture_size")):
+        with pytest.raises(InputError, match=message):
+            parse_params(texture.Params, bad)
+    args = build_parser("texture").parse_args(["texture", "m.glb", "i.png", "--out", "o", "--frames", "5",
+                                               "--method", "greedy", "--texture-size", "64", "--uv-map", "1"])
+    values = params_from_flags(texture.Params, vars(args))
+    assert values == {"frames": 5, "bake": {"method": "greedy", "texture_size": 64, "uv_map": "1"}}
+    assert parse_params(texture.Params, values).bake.uv_map == "1"
+    schema = _describe("texture")["params"]
+    bake = schema["properties"]["bake"]
+    assert "method" not in schema["properties"] and bake["additionalProperties"] is False
+    assert {name: prop["default"] for name, prop in bake["properties"].items()} == dataclasses.asdict(BakeParams())

@@ -66,7 +66,7 @@ def _scene(asset: dict):  # type: ignore[no-untyped-def]
 
 def test_texture_end_to_end_with_wan_vace(env: Path, asset: dict, tmp_path: Path) -> None:
     params = parse_params(texture.Params, {"generator": "wan-vace", "frames": FRAMES, "size": SIZE, "steps": 2,
-                                           "texture_size": 128, "voxel_res": 32})
+                                           "bake": {"texture_size": 128, "voxel_res": 32}})
     stages: list[str] = []
     files = texture.run({"mesh": asset["mesh"], "image": asset["image"]}, params, tmp_path / "out",
                         lambda f, s: stages.append(s))

@@ -130,7 +130,7 @@ def test_texture_reference_camera_frame(tmp_path: Path) -> None:
     from backend.assets.images import write_png
 
     image = write_png(tmp_path / "ref.png", np.concatenate([rgb[0], mask[0, ..., None]], -1))
-    params = parse_params(texture.Params, {"frames": 5, "size": 64, "texture_size": 64, "voxel_res": 16,
+    params = parse_params(texture.Params, {"frames": 5, "size": 64, "bake": {"texture_size": 64, "voxel_res": 16},
                                            "turntable": False})
 
     def camera_file(c2w: np.ndarray) -> Path:

@@ -72,7 +72,7 @@ def test_execute_textures_the_object_on_its_own_uv_map_and_keeps_the_old_materia
     assert left[0] > left[2] + 0.2 and right[2] > right[0] + 0.2, (left, right)
     assert object_state(bystander) == bystander_before
     record = session.local_backend().client().job(job.backend_id)
-    assert record["params"]["uv_map"] == "TEXCOORD_0" and record["params"]["generator"] == "projection"
+    assert record["params"]["bake"]["uv_map"] == "TEXCOORD_0" and record["params"]["generator"] == "projection"
     assert record["params"]["turntable"] is False  # never downloaded here: not rendered
     assert not bpy.app.timers.is_registered(session.tick)  # execute() needs no timer
 
