@@ -10,10 +10,11 @@ from __future__ import annotations
 import io
 import json
 import os
-import subprocess
-import sys
+import secrets
 import signal
 import socket
+import subprocess
+import sys
 import time
 import zipfile
 from datetime import datetime
@@ -29,13 +30,23 @@ from service_helpers import FIXTURE_TYPE, REPO, Server  # noqa: E402
 END = ("done", "failed", "cancelled", "interrupted")
 
 
-@pytest.fixture(scope="module")
-def cluster():
+@pytest.fixture(scope="module", autouse=True)
+def ray_token(tmp_path_factory: pytest.TempPathFactory):
+    """Ray's token auth, as the README says, with a token of the tests' own (clusters and backends inherit it)."""
+    token = tmp_path_factory.mktemp("ray-auth") / "auth_token"
+    token.write_text(secrets.token_hex(32))
+    token.chmod(0o600)
     with pytest.MonkeyPatch.context() as env:
-        env.setenv("RAY_AUTH_MODE", "token")  # Ray's token auth (the token in ~/.ray/auth_token), as the README says
-        ray_cluster = RayCluster(cpus=2, gpus=2, env={"ORBITEX_EXTRA_PIPELINES": f"{FIXTURE_TYPE}=service_fixture_pipeline"})
-        yield ray_cluster
-        ray_cluster.stop()
+        env.setenv("RAY_AUTH_MODE", "token")
+        env.setenv("RAY_AUTH_TOKEN_PATH", str(token))
+        yield
+
+
+@pytest.fixture(scope="module")
+def cluster(ray_token):
+    ray_cluster = RayCluster(cpus=2, gpus=2, env={"ORBITEX_EXTRA_PIPELINES": f"{FIXTURE_TYPE}=service_fixture_pipeline"})
+    yield ray_cluster
+    ray_cluster.stop()
 
 
 def ray_server(data: Path, cluster: RayCluster, *args: str) -> Server:
@@ -203,7 +214,6 @@ def test_batch_cli_over_a_folder_on_the_ray_engine(tmp_path: Path, cluster: RayC
 
 
 def test_cluster_gone_interrupts_running_jobs_and_keeps_queued_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RAY_AUTH_MODE", "token")
     monkeypatch.setenv("RAY_gcs_rpc_server_reconnect_timeout_s", "5")  # Ray's default: a driver waits 60 s for its GCS
     doomed = RayCluster(cpus=1, gpus=0, env={"ORBITEX_EXTRA_PIPELINES": f"{FIXTURE_TYPE}=service_fixture_pipeline"})
     server = Server(tmp_path / "data", "--engine", "ray", "--ray-address", doomed.address)
@@ -218,7 +228,11 @@ def test_cluster_gone_interrupts_running_jobs_and_keeps_queued_ones(tmp_path: Pa
         time.sleep(2.0)
         # the one claimed ahead (waiting in Ray's queue) never ran: it went back to the queue with the rest
         assert [server.job(j["id"])["state"] for j in queued] == ["queued", "queued"]
-        assert "waiting for the Ray cluster" in (tmp_path / "data" / "logs" / "ray-engine.log").read_text()
+        log, end = tmp_path / "data" / "logs" / "ray-engine.log", time.monotonic() + 30
+        while "waiting for the Ray cluster" not in log.read_text() and time.monotonic() < end:  # the fresh engine
+            time.sleep(0.2)
+        assert "waiting for the Ray cluster" in log.read_text()
+        assert [server.job(j["id"])["state"] for j in queued] == ["queued", "queued"]
     finally:
         server.stop()
         doomed.kill()
