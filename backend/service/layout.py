@@ -3,7 +3,7 @@
     <data>/token                bearer token (mode 0600)
     <data>/jobs.sqlite3         job records
     <data>/server.lock          held (flock) by the one server using this folder
-    <data>/logs/worker.log      worker process output
+    <data>/logs/worker.log      worker process output (ray-engine.log with --engine ray)
     <data>/uploads/<id>/        an upload being received (moved to jobs/<id>/inputs when accepted)
     <data>/jobs/<id>/inputs/    input files, named ROLE + suffix
     <data>/jobs/<id>/results/   what the pipeline wrote; job.log beside it holds a traceback if any
