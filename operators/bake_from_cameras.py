@@ -136,15 +136,15 @@ class BakeOptions:
                            description="Surface voxels across the mesh for view selection")
     uv_mode: EnumProperty(name="UV Map", items=UV_MODES, default="EXISTING")
     uv_map: StringProperty(name="UV Map Name", description="Existing UV map to bake onto (empty: the active render one)")
-    align_views: BoolProperty(name="Align Views", default=True,
-                              description="Warp and colour-correct each image onto the surface before baking "
-                                          "(images a pixel or two off the geometry, as from video models or hand-placed cameras)")
+    align: BoolProperty(name="Align Views", default=True,
+                        description="Warp and colour-correct each image onto the surface before baking "
+                                    "(images a pixel or two off the geometry, as from video models or hand-placed cameras)")
 
     def bake_params(self) -> dict:
         # cameras made here and Blender-world sets (converted here) are in the GLB's frame; AUTO asks the backend
         frame = "auto" if self.source == "VIEW_SET" and self.views_frame == "AUTO" else "gltf"
         return {"method": self.method, "texture_size": self.texture_size, "voxel_res": self.voxel_res,
-                "align": self.align_views, "views_frame": frame}
+                "align": self.align, "views_frame": frame}
 
     def bake_views(self, context, staging: Path) -> Path:
         """The view-set zip in `staging`; raises CameraError naming the camera, image or folder."""

@@ -32,14 +32,15 @@ REPORT = "report"
 
 @dataclass
 class Settings:
-    """The job's params (names as the reconstruct pipeline's Params)."""
+    """The job's params (names as the reconstruct pipeline's Params; the defaults are the operator's
+    properties', which are the backend's: tests/blender/test_operator_defaults.py)."""
 
-    views: int = 64
-    size: int = 256
-    iterations: int = 2000
-    gaussians: int = 20000
-    rounds: int = 2
-    sh_degree: int = 3
+    views: int
+    size: int
+    iterations: int
+    gaussians: int
+    rounds: int
+    sh_degree: int
 
     def params(self) -> dict:
         return dict(self.__dict__)
@@ -170,10 +171,11 @@ class ORBITEX_OT_reconstruct_gaussians(bpy.types.Operator):
                            description="With an image, send the active mesh too: its surface places the first Gaussians")
     views: IntProperty(name="Views", default=64, min=2, max=1000, description="Cameras the Gaussians are fitted to")
     size: IntProperty(name="Size", default=256, min=16, max=4096, subtype="PIXEL", description="View size in pixels")
-    iterations: IntProperty(name="Iterations", default=2000, min=1, max=100000,
+    iterations: IntProperty(name="Iterations", default=1000, min=1, max=100000,
                             description="Iterations of the first fit (each refit uses half)")
-    gaussians: IntProperty(name="Gaussians", default=20000, min=1, max=10_000_000,
-                           description="Initial Gaussians (densification adds and removes)")
+    gaussians: IntProperty(name="Gaussians", default=0, min=0, max=10_000_000,
+                           description="Initial Gaussians (densification adds and removes); 0: size^2 / 2 "
+                                       "within 2,000-20,000")
     rounds: IntProperty(name="Rounds", default=2, min=0, max=10,
                         description="IM-3D refinement rounds (image input): render, renoise, regenerate, refit")
     sh_degree: IntProperty(name="SH Degree", default=3, min=0, max=3,

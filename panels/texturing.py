@@ -137,7 +137,7 @@ class ORBITEX_PT_bake(_OrbitexSidebar, bpy.types.Panel):
             col.label(text=f"{len(cams)} camera(s)", icon="CAMERA_DATA")
         col.prop(s, "method")
         col.prop(s, "texture_size")
-        col.prop(s, "align_views")
+        col.prop(s, "align")
         _uv_options(col, s)
         if not _selected_meshes(context):
             layout.label(text="Select one or more meshes", icon="INFO")

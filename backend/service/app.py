@@ -14,6 +14,7 @@ pipeline (the worker process does) and never imports torch.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -210,6 +211,9 @@ def _describe(job_type: str) -> dict[str, Any]:
         module = registry.load(job_type)
         kind = registry.kind(job_type)
         params = _closed_inline(pydantic.TypeAdapter(kind.params_cls).json_schema(mode="serialization"))
+        defaults = dataclasses.asdict(kind.params_cls())  # default_factory fields: pydantic gives no default
+        for name, prop in params["properties"].items():
+            prop.setdefault("default", defaults[name])
         inputs = {role: {"description": text, "required": True} for role, text in kind.inputs.items()}
         inputs |= {role: {"description": text, "required": False} for role, text in kind.optional_inputs.items()}
         _PARAM_SCHEMAS[job_type] = json_safe({

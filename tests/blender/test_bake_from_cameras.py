@@ -122,7 +122,7 @@ def test_execute_bakes_camera_images_onto_the_objects_own_and_new_uv_maps(sessio
 def test_align_views_off_reaches_the_backend(session, ring):
     obj = new_mesh("Bake Unaligned", "ico", uvs=True)
     select_only(obj)
-    assert bpy.ops.orbitex.bake_from_cameras(align_views=False, **BAKE_PARAMS) == {"FINISHED"}
+    assert bpy.ops.orbitex.bake_from_cameras(align=False, **BAKE_PARAMS) == {"FINISHED"}
     job = session.board.jobs()[-1]
     assert job.target == "Bake Unaligned" and job.state == "done", (job.state, job.message)
     assert job.params["align"] is False
