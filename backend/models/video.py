@@ -40,8 +40,8 @@ class VideoOptions:
 class OrbitVideoModel(Protocol):
     name: str
 
-    def frame_count(self, views: int) -> int:
-        """The number of frames the model can make that is closest to (and at least) `views`."""
+    def frame_count(self, view_count: int) -> int:
+        """The number of frames the model can make that is closest to (and at least) `view_count`."""
         ...
 
     def generate(self, image: np.ndarray, cameras: Sequence["Camera"], options: VideoOptions,

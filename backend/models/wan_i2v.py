@@ -41,9 +41,9 @@ class WanI2VOrbitModel:
         patch = self.pipe.transformer.config.patch_size
         self.multiple = int(self.pipe.vae_scale_factor_spatial * patch[1])
 
-    def frame_count(self, views: int) -> int:
+    def frame_count(self, view_count: int) -> int:
         t = self.temporal
-        return max(1, -(-(views - 1) // t) * t + 1)
+        return max(1, -(-(view_count - 1) // t) * t + 1)
 
     def _size(self, options: VideoOptions) -> int:
         return max(self.multiple, options.size // self.multiple * self.multiple)

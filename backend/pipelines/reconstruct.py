@@ -52,7 +52,7 @@ HELDOUT_ROTATION_DEG = 180.0 / (1 + 5 ** 0.5)  # held-out lattice turned between
 
 @dataclass
 class Params:
-    views: int = 64  # cameras to fit to (the image path rounds up to a frame count the video model makes)
+    views: int = 64  # how many cameras to fit to (a count; the image path rounds up to a frame count the video model makes)
     size: int = 256  # image size of the views the Gaussians are fitted to
     rounds: int = 2  # IM-3D refinement rounds (image path)
     iterations: int = 1000  # fitting iterations of the first fit (at most: a mesh fit stops early); each refit uses half
@@ -324,9 +324,9 @@ def _from_mesh(path: Path, params: Params, ply: Path, side: Path, progress: Prog
             "mesh_views": rasterizer_report(), "frame": "the mesh file's coordinates"}
 
 
-def heldout_count(views: int) -> int:
+def heldout_count(view_count: int) -> int:
     """Views rendered besides the training ones, to stop the fit when they stop improving."""
-    return max(2, views // 8)
+    return max(2, view_count // 8)
 
 
 def _from_image(image_path: Path, mesh_path: Path | None, params: Params, ply: Path, side: Path,
@@ -342,14 +342,14 @@ def _from_image(image_path: Path, mesh_path: Path | None, params: Params, ply: P
     reference, reference_mask = load_subject_image(image_path, params.size)
     mesh, norm, texture = _load_mesh_and_texture(mesh_path) if mesh_path is not None else (None, None, None)
     progress(0.0, f"loading {params.model}")
-    model = load_orbit_model(params.model, params.device, params.force_cpu,
-                             frames=params.views + 4, size=params.video_size)
-    cameras = orbit("horizontal", model.frame_count(params.views), params.size)
+    video_model = load_orbit_model(params.model, params.device, params.force_cpu,  # params.model: its name
+                                   frames=params.views + 4, size=params.video_size)
+    cameras = orbit("horizontal", video_model.frame_count(params.views), params.size)
     options = VideoOptions(prompt=params.prompt or ORBIT_PROMPT, steps=params.steps, seed=params.seed,
                            size=params.video_size)
     share = 1.0 / (2 + 2 * params.rounds)  # generate, fit, then (refine, refit) per round
 
-    frames = model.generate(reference, cameras, options, sub_progress(progress, 0.0, share))
+    frames = video_model.generate(reference, cameras, options, sub_progress(progress, 0.0, share))
     if mesh is not None:
         init = from_mesh(mesh, params.gaussians, texture_color_fn(mesh, texture), params.sh_degree, seed=params.seed)
     else:
@@ -372,7 +372,7 @@ def _from_image(image_path: Path, mesh_path: Path | None, params: Params, ply: P
         if round_ == params.rounds:
             break
         strength = params.strength * (0.7 ** round_)
-        frames = model.refine(rendered.numpy(), reference, cameras, strength, options,
+        frames = video_model.refine(rendered.numpy(), reference, cameras, strength, options,
                               sub_progress(progress, start + share, start + 2 * share))
         history[-1]["next_strength"] = round(strength, 3)
     out = gaussians if norm is None else gaussians.transformed(1.0 / norm.scale, norm.center)
