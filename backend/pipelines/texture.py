@@ -61,6 +61,9 @@ class Params:
             raise InputError(f"frames must be between 1 and 241, not {self.frames}")
         if not 16 <= self.size <= 2048:
             raise InputError(f"size must be between 16 and 2048, not {self.size}")
+        if self.bake.views_frame != "auto":  # read by the bake pipeline only, not by bake() itself
+            raise InputError("bake.views_frame does not apply to a texture job: its generated views are in the mesh's "
+                             "own frame; the reference camera's frame is views_frame")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

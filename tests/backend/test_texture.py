@@ -252,7 +252,7 @@ def test_params_nest_the_bake_options_for_json_and_cli() -> None:
     assert parse_params(texture.Params, {}).bake == BakeParams()
     for bad, message in (({"bake": {"metod": "mrf"}}, "bake.metod"), ({"bake": {"method": "best"}}, "bake.method"),
                          ({"bake": {"texture_size": 4}}, "bake: texture_size"), ({"bake": 3}, "'bake'"),
-                         ({"texture_size": 64}, "texture_size")):
+                         ({"texture_size": 64}, "texture_size"), ({"bake": {"views_frame": "gltf"}}, "views_frame")):
         with pytest.raises(InputError, match=message):
             parse_params(texture.Params, bad)
     args = build_parser("texture").parse_args(["texture", "m.glb", "i.png", "--out", "o", "--frames", "5",
