@@ -7,7 +7,11 @@ edges), and `corrupt` makes a clean view set look like a video model's output: a
 warp per frame, per-frame colour jitter and a slight blur.
 
 Assets: "text" (a can covered in printed text), "plaid" (an organic blob with a plaid and a
-fine checker), "thin" (a thin two-sided plate on thin legs, with colour blocks).
+fine checker), "thin" (a thin two-sided plate on thin legs, with colour blocks), "print" (a box
+with fine black print on white: small type, every misplaced pixel shows), "flat" (the blob in a few
+large flat colours with sharp borders: where blending smears an edge, a poster shows it).
+`corrupt_random` draws each frame's corruption strength at random (some frames nearly clean,
+some worse than `corrupt`'s), as generated videos vary from frame to frame.
 Reused by the bake tests and benchmark and by other stages' benchmarks.
 """
 from __future__ import annotations
@@ -22,7 +26,7 @@ import torch
 from backend.assets.mesh import Mesh, make_mesh
 from backend.assets.cameras import Camera
 
-ASSETS = ("text", "plaid", "thin")
+ASSETS = ("text", "plaid", "thin", "print", "flat")
 
 
 @dataclass(frozen=True)
@@ -185,6 +189,46 @@ def block_texture(size: int = 1024, seed: int = 1) -> np.ndarray:
     return rgb.astype(np.float32)
 
 
+def print_texture(size: int = 1024, seed: int = 3) -> np.ndarray:
+    """Fine black print on white: lines of small type (about 1/100 of the side) and hairlines."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    rng = np.random.default_rng(seed)
+    img = Image.new("RGB", (size, size), (250, 250, 246))
+    draw = ImageDraw.Draw(img)
+    words = ("ingredients", "water", "sugar", "0.33 L", "best before", "lot 42", "ORBITEX", "recycle", "%", "kcal")
+    px = max(6, size // 90)
+    font = ImageFont.load_default(size=px)
+    y = 0
+    while y < size:
+        x = int(rng.integers(0, px))
+        while x < size:
+            word = str(rng.choice(words))
+            draw.text((x, y), word, fill=(20, 20, 24), font=font)
+            x += int(draw.textlength(word + " ", font=font))
+        y += int(px * 1.4)
+        if rng.random() < 0.15:
+            draw.line((0, y - 2, size, y - 2), fill=(20, 20, 24), width=1)
+    return np.asarray(img, dtype=np.float32) / 255.0
+
+
+def flat_texture(size: int = 1024, seed: int = 4) -> np.ndarray:
+    """A few large regions of saturated flat colour with sharp, curved borders (a poster)."""
+    rng = np.random.default_rng(seed)
+    palette = np.array([[0.85, 0.15, 0.12], [0.10, 0.35, 0.75], [0.95, 0.80, 0.10], [0.10, 0.60, 0.30],
+                        [0.95, 0.95, 0.92], [0.12, 0.10, 0.12]], np.float32)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    centres = rng.random((9, 2))
+    d = (xx[..., None] - centres[:, 0]) ** 2 + (yy[..., None] - centres[:, 1]) ** 2
+    region = d.argmin(-1)
+    return palette[region % len(palette)]
+
+
+def box_mesh() -> Mesh:
+    return combine(box_patches((-0.4, -0.3, -0.25), (0.4, 0.3, 0.25), (0.0, 0.0, 1.0, 1.0), n=16), "box",
+                   centre=None)
+
+
 def make_asset(name: str, texture_size: int = 1024) -> Asset:
     if name == "text":
         return Asset(name, can_mesh(), text_texture(texture_size))
@@ -192,6 +236,10 @@ def make_asset(name: str, texture_size: int = 1024) -> Asset:
         return Asset(name, blob_mesh(), plaid_texture(texture_size))
     if name == "thin":
         return Asset(name, thin_mesh(), block_texture(texture_size))
+    if name == "print":
+        return Asset(name, box_mesh(), print_texture(texture_size))
+    if name == "flat":
+        return Asset(name, blob_mesh(), flat_texture(texture_size))
     raise ValueError(f"unknown synthetic asset {name!r}; known: {', '.join(ASSETS)}")
 
 
@@ -254,6 +302,54 @@ def corrupt(images: np.ndarray, seed: int = 0, warp_px: tuple[float, float] = (1
         bias = torch.as_tensor(rng.uniform(-jitter / 2, jitter / 2, 3), dtype=torch.float32).view(1, 3, 1, 1)
         out.append((img * gain + bias).clamp(0, 1)[0].permute(1, 2, 0))
     return torch.stack(out).numpy()
+
+
+def corrupt_random(images: np.ndarray, seed: int = 0, strength: tuple[float, float] = (0.1, 1.5)) -> np.ndarray:
+    """`corrupt` with each frame's strength drawn from `strength` (1 = corrupt's defaults: 1-3 px
+    warp, 5 % colour jitter, 0.3-0.8 px blur), so a set mixes near-clean and bad frames."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i, image in enumerate(images):
+        s = float(rng.uniform(*strength))
+        out.append(corrupt(image[None], seed=seed * 1000 + i, warp_px=(1.0 * s, 3.0 * s), jitter=0.05 * s,
+                           blur_sigma=(max(0.3 * s, 0.05), max(0.8 * s, 0.1)))[0])
+    return np.stack(out)
+
+
+def sphere_cameras(count: int, size: int, seed: int, elevation: tuple[float, float] = (-50.0, 70.0),
+                   radius: tuple[float, float] = (1.3, 1.8)) -> list[Camera]:
+    """`count` cameras at random azimuths (jittered even spacing), elevations and distances, all
+    looking at the origin with the orbit rig's lens: a sparse hand-held capture, not an orbit."""
+    from backend.render.cameras import ORBIT_VFOV_DEG, look_at
+
+    rng = np.random.default_rng(seed)
+    cams = []
+    for i in range(count):
+        az = 2 * math.pi * (i + rng.uniform(-0.35, 0.35)) / count
+        el = math.radians(rng.uniform(*elevation))
+        r = rng.uniform(*radius)
+        eye = r * np.array([math.cos(el) * math.sin(az), math.sin(el), math.cos(el) * math.cos(az)])
+        cams.append(Camera.from_fov(look_at(eye, np.zeros(3), np.array([0.0, 1.0, 0.0])), ORBIT_VFOV_DEG, size, size))
+    return cams
+
+
+def grazing_cameras(count: int, size: int, seed: int) -> list[Camera]:
+    """Held-out views few training views resemble: steep (70-85 deg, looking along the sides) and
+    close oblique ones (1.1 units away, aimed off the centre, so surfaces are seen edge-on)."""
+    from backend.render.cameras import ORBIT_VFOV_DEG, look_at
+
+    rng = np.random.default_rng(seed)
+    cams = []
+    for i in range(count):
+        az = 2 * math.pi * (i + rng.uniform(0, 1)) / count
+        steep = i % 2 == 0
+        el = math.radians(rng.uniform(70, 85) * (1 if i % 4 == 0 else -1)) if steep else math.radians(rng.uniform(-10, 10))
+        r = 1.6 if steep else 1.1
+        eye = r * np.array([math.cos(el) * math.sin(az), math.sin(el), math.cos(el) * math.cos(az)])
+        target = np.zeros(3) if steep else rng.uniform(-0.15, 0.15, 3)
+        up = np.array([0.0, 1.0, 0.0]) if not steep else np.array([math.sin(az), 0.0, math.cos(az)])
+        cams.append(Camera.from_fov(look_at(eye, target, up), ORBIT_VFOV_DEG, size, size))
+    return cams
 
 
 def held_out_cameras(count: int = 24, size: int = 512, seed: int = 7) -> list[Camera]:

@@ -9,7 +9,8 @@ selection:
    blurry, but the per-frame warps average out, so it sits on the surface),
 2. render each view's *expected* image from that estimate, with the view's own observations
    left out, through the view's own UV G-buffer,
-3. measure the observed frame's misalignment against it with OpenCV's DIS optical flow, smoothed
+3. measure the observed frame's misalignment against it with OpenCV's DIS optical flow (frames
+   under FLOW_MIN_SIDE upsampled first, so its patches stay small on 256^2 views), smoothed
    by normalized convolution over the pixels where the estimate has texture (flow in flat regions
    is noise, and the misalignment of a frame is smooth),
 4. resample the frame onto the geometry (cv2.remap) and fit a per-frame, per-channel gain and
@@ -32,6 +33,7 @@ from .uv_raster import Texels
 from .visibility import ViewDepth
 
 ESTIMATE_VIEWS = 8  # views averaged per texel into the estimate (the best by confidence)
+FLOW_MIN_SIDE = 512  # frames smaller than this are upsampled (integer factor) for the optical flow
 SMOOTH_FRACTION = 1 / 48  # flow smoothing sigma as a fraction of the frame's larger side
 _MIN_GAIN, _MAX_GAIN = 0.5, 2.0
 
@@ -148,7 +150,14 @@ def view_flow(expected: np.ndarray, observed: np.ndarray, defined: np.ndarray, m
     h, w = defined.shape
     e = np.where(defined[..., None], expected, observed)  # outside: identical, so no flow is read there
     dis = flow_engine or cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-    flow = dis.calc(_grey(e), _grey(observed), None)
+    up = max(1, int(np.ceil(FLOW_MIN_SIDE / max(h, w))))
+    if up > 1:  # small frames: DIS's 8 px patches would span too much of the picture, so upsample first
+        size = (w * up, h * up)
+        big = [cv2.resize(np.ascontiguousarray(a, dtype=np.float32), size, interpolation=cv2.INTER_CUBIC)
+               for a in (e, observed)]
+        flow = cv2.resize(dis.calc(_grey(big[0]), _grey(big[1]), None), (w, h), interpolation=cv2.INTER_AREA) / up
+    else:
+        flow = dis.calc(_grey(e), _grey(observed), None)
     # trust: inside the defined region (eroded past the flow's patch size) where there is texture
     inner = cv2.erode(defined.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
     ge = _grey(expected).astype(np.float32) / 255

@@ -133,8 +133,15 @@ def bake(mesh: Mesh, views: "ViewSet", params: BakeParams | None = None,
             view_cost = selection.detail_costs(detail, params.detail_weight)
             report["frame_detail"] = [None if not np.isfinite(d) else round(float(d), 4) for d in detail]
             timer.lap("frame_detail")
+        site_cost = None
+        if params.consistency_weight > 0:
+            site_cost = params.consistency_weight * selection.consistency_costs(graph, vd, images, conf,
+                                                                                candidates).numpy()
+            report["consistency_cost_mean"] = round(float(site_cost[candidates.numpy() >= 0].mean()), 4)
+            timer.lap("consistency")
         pool = ThreadPoolExecutor(1, thread_name_prefix="orbitex-view-selection")
-        labels_job = pool.submit(selection.select_labels, graph, conf, vcolour, candidates, view_cost, params)
+        labels_job = pool.submit(selection.select_labels, graph, conf, vcolour, candidates, view_cost, params,
+                                 site_cost)
     try:
         if params.align:
             images = _align(images, uv_maps, texels, texel_voxel, candidates, vd, params, report,  # type: ignore[arg-type]

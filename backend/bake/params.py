@@ -21,6 +21,7 @@ class BakeParams:
     top_k: int = 30  # views kept per voxel (by confidence)
     mrf_lambda: float = 5.0  # Potts weight lambda of lambda / (1 + beta * colour difference)
     detail_weight: float = 0.5  # mrf/greedy unary + weight x how much blurrier a frame is than the sharpest (0: Ink3D's)
+    consistency_weight: float = 0.0  # mrf/greedy unary + weight x a view's disagreement with the voxel's consensus colour
     mrf_iterations: int = 1  # alpha-expansion cycles over all labels (-1: until convergence)
     depth_tolerance: float = 0.01  # visibility depth test, as a fraction of the largest box side
     edge_margin: int = 2  # pixels near silhouettes / depth jumps count as unseen (misaligned views)
@@ -48,8 +49,8 @@ class BakeParams:
             raise InputError(f"voxel_res must be between 4 and 4096, not {self.voxel_res}")
         if self.top_k < 1:
             raise InputError("top_k must be at least 1")
-        if self.detail_weight < 0:
-            raise InputError("detail_weight must be >= 0")
+        if self.detail_weight < 0 or self.consistency_weight < 0:
+            raise InputError("detail_weight and consistency_weight must be >= 0")
         if self.mrf_lambda < 0 or not self.depth_tolerance > 0 or self.edge_margin < 0:
             raise InputError("mrf_lambda and edge_margin must be >= 0 and depth_tolerance > 0")
         if self.mrf_iterations == 0 or self.mrf_iterations < -1:

@@ -39,6 +39,39 @@ def voxel_observations(graph: VoxelGraph, views: ViewDepth, images: torch.Tensor
     return conf, colour
 
 
+def consistency_costs(graph: VoxelGraph, views: ViewDepth, images: torch.Tensor, conf: torch.Tensor,
+                      candidates: torch.Tensor, scale: float = 0.1, blur_px: float = 1.0) -> torch.Tensor:
+    """How far each candidate view's colour of each voxel (V, K) falls from the voxel's robust
+    consensus over its candidates, as min(L1 / 3 / scale, 1) (0 = agrees; -1 ranks get 0).
+
+    The consensus is a confidence-weighted mean, re-weighted once by agreement (views far from
+    the first mean count less), so one misplaced frame does not drag it. Colours are read from
+    the images blurred by `blur_px`, so the term sees misregistration and colour drift of a frame,
+    not sub-pixel sampling of fine print. Beyond Ink3D: a frame that a generator warped or
+    recoloured at this voxel costs more there (per voxel and view, not per frame)."""
+    import cv2
+
+    centres = views.local(graph.centres)
+    normals = torch.as_tensor(graph.normals, dtype=torch.float32)
+    soft = torch.stack([torch.from_numpy(cv2.GaussianBlur(np.ascontiguousarray(im.numpy()), (0, 0), blur_px))
+                        for im in images]) if blur_px > 0 else images
+    v_count, k = candidates.shape
+    colours = torch.zeros((v_count, k, images.shape[-1]), dtype=torch.float32)
+    for rank in range(k):
+        cand = candidates[:, rank]
+        for view in torch.unique(cand[cand >= 0]).tolist():
+            idx = torch.nonzero(cand == view).squeeze(1)
+            _, px, py = visibility(centres[idx], normals[idx], views, view)
+            colours[idx, rank] = sample_nearest(soft, view, px, py)
+    weight = torch.where(candidates >= 0, conf.gather(1, candidates.clamp(min=0)), torch.zeros(()))
+    mean = (weight[..., None] * colours).sum(1) / weight.sum(1, keepdim=True).clamp(min=1e-12)
+    dev = (colours - mean[:, None]).abs().mean(-1)
+    robust = weight * torch.exp(-(dev / scale) ** 2)
+    mean = (robust[..., None] * colours).sum(1) / robust.sum(1, keepdim=True).clamp(min=1e-12)
+    dev = ((colours - mean[:, None]).abs().mean(-1) / scale).clamp(max=1.0)
+    return torch.where(candidates >= 0, dev, torch.zeros_like(dev))
+
+
 def top_k(conf: torch.Tensor, k: int) -> torch.Tensor:
     """Candidate views (V, K) by decreasing confidence, -1 past the views that see the voxel."""
     k = min(k, conf.shape[1])
@@ -82,15 +115,19 @@ def detail_costs(detail: np.ndarray, weight: float) -> np.ndarray:
     return weight * (d.max() - d)
 
 
-def unary_costs(conf: torch.Tensor, candidates: torch.Tensor, view_cost: np.ndarray | None = None) -> np.ndarray:
+def unary_costs(conf: torch.Tensor, candidates: torch.Tensor, view_cost: np.ndarray | None = None,
+                site_cost: np.ndarray | None = None) -> np.ndarray:
     """Ink3D's unary (V, N) float64: 2 - confidence for the top-K views, 10 for the others;
-    `view_cost` (N,) is added to the top-K views' costs (frame detail)."""
+    `view_cost` (N,) is added to the top-K views' costs (frame detail), `site_cost` (V, K) to
+    each voxel's own candidates (consistency)."""
     unary = np.full(conf.shape, UNSEEN_COST, dtype=np.float64)
     rows, ranks = np.nonzero(candidates.numpy() >= 0)
     views = candidates.numpy()[rows, ranks]
     unary[rows, views] = 2.0 - conf.numpy()[rows, views]
     if view_cost is not None:
         unary[rows, views] += view_cost[views]
+    if site_cost is not None:
+        unary[rows, views] += site_cost[rows, ranks]
     return unary
 
 
@@ -144,7 +181,8 @@ def mrf_labels(unary: np.ndarray, edges: np.ndarray, weights: np.ndarray, init: 
 
 
 def select_labels(graph: VoxelGraph, conf: torch.Tensor, vcolour: torch.Tensor, candidates: torch.Tensor,
-                  view_cost: np.ndarray | None, params: "BakeParams") -> tuple[np.ndarray, dict]:
+                  view_cost: np.ndarray | None, params: "BakeParams",
+                  site_cost: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
     """Labels (V,) of the `mrf` or `greedy` method (-1 at unseen voxels) and what to report.
 
     Reads no image: it runs beside the view alignment (baker.py), gco releasing the GIL."""
@@ -152,7 +190,7 @@ def select_labels(graph: VoxelGraph, conf: torch.Tensor, vcolour: torch.Tensor, 
     info: dict = {}
     labels = np.full(len(graph), -1, dtype=np.int64)
     sites = np.nonzero((candidates[:, 0] >= 0).numpy())[0]
-    unary = unary_costs(conf[sites], candidates[sites], view_cost)
+    unary = unary_costs(conf[sites], candidates[sites], view_cost, None if site_cost is None else site_cost[sites])
     if params.lock_reference:
         info["locked_voxels"] = int(lock_to_reference(unary, conf[sites], params.reference_view,
                                                       params.lock_angle).sum())
