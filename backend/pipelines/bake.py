@@ -38,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-k", dest="top_k", type=int, help="views kept per voxel (default 30)")
     parser.add_argument("--detail-weight", dest="detail_weight", type=float,
                         help="mrf/greedy: cost of a frame's blur relative to the sharpest frame (default 0.5; 0 = Ink3D's unary)")
+    parser.add_argument("--consistency-weight", dest="consistency_weight", type=float,
+                        help="mrf/greedy: cost of a view's disagreement with the other views' colour of a voxel "
+                             "(default 0: off; see bench/RESULTS.md)")
     parser.add_argument("--mrf-iterations", dest="mrf_iterations", type=int,
                         help="alpha-expansion cycles (default 1; -1 = until convergence)")
     parser.add_argument("--lock-reference", dest="lock_reference", action="store_true", default=None,
