@@ -320,7 +320,7 @@ def sphere_cameras(count: int, size: int, seed: int, elevation: tuple[float, flo
                    radius: tuple[float, float] = (1.3, 1.8)) -> list[Camera]:
     """`count` cameras at random azimuths (jittered even spacing), elevations and distances, all
     looking at the origin with the orbit rig's lens: a sparse hand-held capture, not an orbit."""
-    from backend.render.cameras import ORBIT_VFOV_DEG, look_at
+    from backend.assets.cameras import ORBIT_VFOV_DEG, look_at
 
     rng = np.random.default_rng(seed)
     cams = []
@@ -336,7 +336,7 @@ def sphere_cameras(count: int, size: int, seed: int, elevation: tuple[float, flo
 def grazing_cameras(count: int, size: int, seed: int) -> list[Camera]:
     """Held-out views few training views resemble: steep (70-85 deg, looking along the sides) and
     close oblique ones (1.1 units away, aimed off the centre, so surfaces are seen edge-on)."""
-    from backend.render.cameras import ORBIT_VFOV_DEG, look_at
+    from backend.assets.cameras import ORBIT_VFOV_DEG, look_at
 
     rng = np.random.default_rng(seed)
     cams = []
