@@ -104,6 +104,27 @@ def read_viewset(folder: str | Path, max_views: int | None = None) -> ViewSet:
     return ViewSet(cameras, np.stack(images) if images else None, mask_array, names, extra)
 
 
+def read_viewset_input(path: str | Path, scratch: str | Path) -> ViewSet:
+    """A view set given as a folder or as a .zip: the zip is unpacked within the archive limits into a
+    temporary folder under `scratch` (in the service: inside the job's folder), removed once read."""
+    import tempfile
+
+    from .archive import extract_zip
+
+    path = Path(path)
+    if path.is_dir():
+        return read_viewset(path)
+    if not (path.is_file() and path.suffix.lower() == ".zip"):
+        raise InputError(f"{path}: not a view-set folder or .zip")
+    Path(scratch).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".views_", dir=scratch) as tmp:
+        extract_zip(path, Path(tmp))
+        found = sorted(Path(tmp).rglob(TRANSFORMS), key=lambda p: len(p.parts))
+        if not found:
+            raise InputError(f"{path.name}: the archive holds no {TRANSFORMS}")
+        return read_viewset(found[0].parent)
+
+
 def _mask_from_image(image: np.ndarray) -> np.ndarray:
     """A mask file is grey (white = object) or carries the mask in its alpha channel."""
     if image.shape[2] == 4 and image[..., 3].min() < 1.0:

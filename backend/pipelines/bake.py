@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 from pathlib import Path
 
 from ..bake.params import METHODS, BakeParams
@@ -59,17 +58,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              " '..', symlinks); refused by default and always refused by the service")
 
 
-def _extract_views(archive: Path, into: Path) -> Path:
-    """Unpack a view-set zip within the archive limits; the folder with transforms.json."""
-    from ..assets.archive import extract_zip
-
-    extract_zip(archive, into)
-    found = sorted(into.rglob("transforms.json"), key=lambda p: len(p.parts))
-    if not found:
-        raise InputError(f"{archive.name}: the archive holds no transforms.json")
-    return found[0].parent
-
-
 def views_in_mesh_frame(mesh, views, views_frame: str, rasterizer: str = "auto"):  # type: ignore[no-untyped-def]
     """The view set with its cameras in the mesh's frame, and the FrameChoice that says how."""
     from dataclasses import replace
@@ -84,7 +72,7 @@ def views_in_mesh_frame(mesh, views, views_frame: str, rasterizer: str = "auto")
 
 def run(inputs: dict[str, Path], params: BakeParams, out_dir: Path, progress: Progress) -> dict[str, Path]:
     from ..assets.images import write_png
-    from ..assets.viewset import read_viewset
+    from ..assets.viewset import read_viewset_input
     from ..bake.baker import bake
 
     mesh_path, views_path = Path(inputs["mesh"]), Path(inputs["views"])
@@ -95,16 +83,7 @@ def run(inputs: dict[str, Path], params: BakeParams, out_dir: Path, progress: Pr
     target = load_bake_target(mesh_path, params.uv_map)
     mesh = target.mesh
     progress(0.01, "reading views")
-    glb_path.parent.mkdir(parents=True, exist_ok=True)
-    # unpacked beside the result (in the service: inside the job's folder), removed once read
-    with tempfile.TemporaryDirectory(prefix=".views_", dir=glb_path.parent) as tmp:
-        if views_path.is_file() and views_path.suffix.lower() == ".zip":
-            folder = _extract_views(views_path, Path(tmp))
-        elif views_path.is_dir():
-            folder = views_path
-        else:
-            raise InputError(f"{views_path}: not a view-set folder or .zip")
-        views = read_viewset(folder)
+    views = read_viewset_input(views_path, glb_path.parent)  # a zip is unpacked beside the result
     progress(0.02, "checking the cameras' frame")
     views, frame = views_in_mesh_frame(mesh, views, params.views_frame, params.rasterizer)
     progress(0.04, frame.summary())

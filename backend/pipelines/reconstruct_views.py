@@ -12,7 +12,6 @@ world when `views_frame` is blender).
 """
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,24 +31,16 @@ def from_views(views_path: Path, mesh_path: Path | None, params: "Params", ply: 
                progress: Progress) -> dict:
     import torch
 
-    from ..assets.viewset import read_viewset
+    from ..assets.viewset import read_viewset_input
     from ..render.views_frame import cameras_in_frame, resolve_views_frame
     from ..splats.fit import FitViews, fit, psnr, render_views
     from ..splats.model import from_mesh
     from ..splats.ply import write_ply
-    from .bake import _extract_views
     from .reconstruct import (BACKGROUND, _load_mesh_and_texture, _preview, _random_ball, fit_config,
                               texture_color_fn)
 
     progress(0.0, "reading views")
-    with tempfile.TemporaryDirectory(prefix=".views_", dir=side) as tmp:
-        if views_path.is_file() and views_path.suffix.lower() == ".zip":
-            folder = _extract_views(views_path, Path(tmp))
-        elif views_path.is_dir():
-            folder = views_path
-        else:
-            raise InputError(f"{views_path}: not a view-set folder or .zip")
-        views = read_viewset(folder)
+    views = read_viewset_input(views_path, side)
     if views.images is None:
         raise InputError("the view set has no images to fit Gaussians to")
     if len(views) < 2:
