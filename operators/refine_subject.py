@@ -127,13 +127,13 @@ def submit(asset: Asset, subjects: list[str], params: dict) -> tuple[Job, Backen
             inputs["asset"] = scene_meshes.export_local_glb(obj, work_dir / "inputs" / "asset.glb", materials=True)
         else:
             inputs["asset"] = export_gaussians(obj, work_dir / "inputs" / "asset.ply")
-    except SubmitError:
+        client = connect()  # after the checks above: bad input is refused without contacting the backend
+    except SubmitError:  # nothing of a refused job stays behind
         shutil.rmtree(work_dir, ignore_errors=True)
         raise
     except (RuntimeError, ValueError, OSError) as exc:
         shutil.rmtree(work_dir, ignore_errors=True)
         raise SubmitError(f"could not export {obj.name!r}: {exc}") from None
-    client = connect()
     # Gaussians: every result (a 4D one adds frames_index and the zipped sequence)
     fetch = ("glb", "texture", "report") if asset.kind == "mesh" else ()
     job = Job(type=JOB_TYPE, params=params, inputs=inputs, target=obj.name, work_dir=work_dir, fetch=fetch)
