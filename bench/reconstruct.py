@@ -74,7 +74,8 @@ def time_fwd_bwd(module, g, camera, reps: int) -> tuple[float, "object"]:  # typ
 
 
 def bench_raster(asset: Path, counts: list[int], sizes: list[int], old_reps: int, new_reps: int) -> None:
-    from backend.pipelines.reconstruct import sphere_cameras, texture_color_fn
+    from backend.pipelines.reconstruct import sphere_cameras
+    from backend.pipelines.reconstruct_fit import texture_color_fn
     from backend.splats import raster_cpu, raster_torch
     from backend.splats.model import from_mesh
 
@@ -99,9 +100,9 @@ def bench_fit(asset: Path, args: argparse.Namespace, workdir: Path) -> None:
     import torch
 
     from backend.pipelines import parse_params, reconstruct
-    from backend.pipelines.reconstruct import BACKGROUND, render_mesh_views, sphere_cameras, texture_color_fn
+    from backend.pipelines.reconstruct import render_mesh_views, sphere_cameras
+    from backend.pipelines.reconstruct_fit import BACKGROUND, initial_gaussians
     from backend.splats.fit import psnr, render_views
-    from backend.splats.model import from_mesh
     from backend.splats.ply import read_ply
 
     values = {"views": args.views, "size": args.size, "sh_degree": args.sh_degree}
@@ -123,7 +124,7 @@ def bench_fit(asset: Path, args: argparse.Namespace, workdir: Path) -> None:
     held_images, _ = render_mesh_views(mesh, texture, held)
     fitted = read_ply(results["gaussians"]).transformed(norm.scale, -norm.center * norm.scale)
     rendered, _ = render_views(fitted, held, BACKGROUND)
-    init = from_mesh(mesh, params.gaussians, texture_color_fn(mesh, texture), params.sh_degree, seed=params.seed)
+    init = initial_gaussians(mesh, texture, params)
     base, _ = render_views(init, held, BACKGROUND)
     ours, base_db = psnr(rendered, held_images), psnr(base, held_images)
     print(f"fit: reconstruct --views {params.views} --size {params.size}: {wall:.1f} s wall end to end "

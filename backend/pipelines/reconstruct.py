@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
@@ -26,16 +26,15 @@ import numpy as np
 
 from ..errors import InputError
 from ..progress import Progress, sub_progress
-from ..render.views_frame import VIEWS_FRAMES, ViewsFrame
 from . import add_views_frame_argument, output_paths
+from .reconstruct_fit import (BACKGROUND, Params, fit_config, initial_gaussians, load_mesh_and_texture,
+                              write_preview)
 
 if TYPE_CHECKING:
     import torch
 
     from ..assets.mesh import Mesh
     from ..assets.cameras import Camera
-    from ..splats.fit import FitConfig
-    from ..splats.model import Gaussians
 
 NAME = "reconstruct"
 INPUTS: dict[str, str] = {}
@@ -45,51 +44,8 @@ OPTIONAL_INPUTS = {
     "image": "an image of the subject (PNG/JPG; alpha or a plain background) to reconstruct with the video model",
     "view_set": "posed images to fit the Gaussians to: a view-set folder with transforms.json, or a .zip of it",
 }
-BACKGROUND = (1.0, 1.0, 1.0)
 SUBJECT_FILL = 0.7  # the subject's larger side, as a fraction of the frame, in the orbit views
 HELDOUT_ROTATION_DEG = 180.0 / (1 + 5 ** 0.5)  # held-out lattice turned between the training cameras
-
-
-@dataclass
-class Params:
-    views: int = 64  # how many cameras to fit to (a count; the image path rounds up to a frame count the video model makes)
-    size: int = 256  # image size of the views the Gaussians are fitted to
-    rounds: int = 2  # IM-3D refinement rounds (image path)
-    iterations: int = 1000  # fitting iterations of the first fit (at most: a mesh fit stops early); each refit uses half
-    gaussians: int = 0  # initial Gaussians (densification adds and removes); 0: size^2 / 2 within 2,000-20,000
-    max_gaussians: int = 0  # densification stops growing the model here; 0: twice the initial (a preview's budget)
-    sh_degree: int = 3
-    strength: float = 0.5  # noise strength of the first refinement round (later rounds use less)
-    model: str = "wan2.1-i2v-14b-480p"  # orbit video model (registry name), image path
-    steps: int = 30  # denoising steps of the video model
-    video_size: int = 480  # square size the video model generates at
-    prompt: str = ""  # empty: the default orbit prompt
-    seed: int = 0
-    device: str = "auto"
-    force_cpu: bool = False  # run a large video model on the CPU anyway
-    views_frame: ViewsFrame = "auto"  # frame of a view set's cameras: gltf | blender | auto (checked against the mesh)
-
-    def __post_init__(self) -> None:
-        if self.gaussians == 0:  # a preview: about one Gaussian per two pixels of a view
-            self.gaussians = int(min(20000, max(2000, self.size * self.size // 2)))
-        if self.max_gaussians == 0:
-            self.max_gaussians = 2 * self.gaussians
-        if self.views_frame not in VIEWS_FRAMES:
-            raise ValueError(f"unknown views_frame {self.views_frame!r}; use one of {', '.join(VIEWS_FRAMES)}")
-        if self.views < 2 or self.views > 1000:
-            raise ValueError("views must be between 2 and 1000")
-        if self.size < 16 or self.size > 4096:
-            raise ValueError("size must be between 16 and 4096")
-        if self.rounds < 0 or self.rounds > 10:
-            raise ValueError("rounds must be between 0 and 10")
-        if self.iterations < 1 or self.gaussians < 1 or self.max_gaussians < self.gaussians:
-            raise ValueError("iterations and gaussians must be positive, max_gaussians at least gaussians")
-        if not 0 <= self.sh_degree <= 3:
-            raise ValueError("sh_degree must be 0..3")
-        if not 0.0 < self.strength <= 1.0:
-            raise ValueError("strength must be in (0, 1]")
-        if self.steps < 1 or self.video_size < 16:
-            raise ValueError("steps must be positive and video_size at least 16")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -171,30 +127,6 @@ def render_mesh_views(mesh: "Mesh", texture: np.ndarray | None, cameras: Sequenc
         img = torch.nn.functional.avg_pool2d(img, s)
         msk = torch.nn.functional.avg_pool2d(msk, s)
     return img.permute(0, 2, 3, 1).contiguous(), msk[:, 0].contiguous()
-
-
-def texture_color_fn(mesh: "Mesh", texture: np.ndarray | None):  # type: ignore[no-untyped-def]
-    """colour_fn(face, bary) for model.from_mesh: the texture at each surface sample (None = grey)."""
-    if texture is None or mesh.uvs is None:
-        return None
-    from ..assets.material import sample_texture
-
-    def colors(face: np.ndarray, bary: np.ndarray) -> np.ndarray:
-        return sample_texture(texture, (mesh.uvs[mesh.faces[face]] * bary[:, :, None]).sum(1))
-
-    return colors
-
-
-def fit_config(params: Params, iterations: int, densify: bool = True) -> "FitConfig":
-    from ..splats.densify import DensifyConfig
-    from ..splats.fit import FitConfig
-
-    densify_config = DensifyConfig(refine_start=min(300, max(iterations // 10, 1)), refine_stop=int(iterations * 0.7),
-                                   refine_every=100, reset_every=max(3000, iterations + 1),
-                                   max_gaussians=params.max_gaussians)
-    return FitConfig(iterations=iterations, sh_degree=params.sh_degree,
-                     sh_increase_every=max(iterations // (params.sh_degree + 2), 1), densify=densify,
-                     densify_config=densify_config, device=params.device, seed=params.seed)
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -281,24 +213,13 @@ def run(inputs: dict[str, Path], params: Params, out_dir: Path, progress: Progre
     return {"gaussians": ply, "report": report_path, "preview": side / "preview.png"}
 
 
-def _load_mesh_and_texture(path: Path) -> tuple["Mesh", "object", np.ndarray | None]:
-    from ..assets.material import load_textured_mesh
-    from ..assets.mesh import normalize
-
-    textured, texture = load_textured_mesh(path)  # UVs and texture read together: they match
-    mesh, norm = normalize(textured)
-    if texture is not None and mesh.uvs is None:
-        texture = None
-    return mesh, norm, texture
-
 
 def _from_mesh(path: Path, params: Params, ply: Path, side: Path, progress: Progress) -> dict:
     from ..render.gbuffer import rasterizer_report
     from ..splats.fit import FitViews, fit, psnr, render_views
-    from ..splats.model import from_mesh
     from ..splats.ply import write_ply
 
-    mesh, norm, texture = _load_mesh_and_texture(path)
+    mesh, norm, texture = load_mesh_and_texture(path)
     if texture is None:
         raise InputError(f"{path.name}: the mesh has no base-colour texture on a UV map, so there is nothing to "
                          "fit; give an image of the subject too (--image) to reconstruct a white mesh")
@@ -307,14 +228,14 @@ def _from_mesh(path: Path, params: Params, ply: Path, side: Path, progress: Prog
     progress(0.0, "rendering the textured mesh")
     images, masks = render_mesh_views(mesh, texture, cameras)
     held_images, held_masks = render_mesh_views(mesh, texture, held_cameras)
-    init = from_mesh(mesh, params.gaussians, texture_color_fn(mesh, texture), params.sh_degree, seed=params.seed)
+    init = initial_gaussians(mesh, texture, params)
     result = fit(init, FitViews(cameras, images, masks, BACKGROUND), fit_config(params, params.iterations),
                  sub_progress(progress, 0.1, 0.97),
                  heldout=FitViews(held_cameras, held_images, held_masks, BACKGROUND))
     rendered, _ = render_views(result.gaussians, cameras, BACKGROUND, device=params.device)
     held_rendered, _ = render_views(result.gaussians, held_cameras, BACKGROUND, device=params.device)
     write_ply(result.gaussians.transformed(1.0 / norm.scale, norm.center), ply)
-    _preview(rendered, side / "preview.png")
+    write_preview(rendered, side / "preview.png")
     progress(1.0, "done")
     return {"source": "mesh", "gaussians": len(result.gaussians), "iterations": result.iterations,
             "stopped_early": result.stopped_early, "fit_seconds": round(result.seconds, 2),
@@ -336,11 +257,10 @@ def _from_image(image_path: Path, mesh_path: Path | None, params: Params, ply: P
     from ..models.video import ORBIT_PROMPT, VideoOptions, load_orbit_model
     from ..assets.cameras import orbit
     from ..splats.fit import FitViews, fit, psnr, render_views
-    from ..splats.model import from_mesh
     from ..splats.ply import write_ply
 
     reference, reference_mask = load_subject_image(image_path, params.size)
-    mesh, norm, texture = _load_mesh_and_texture(mesh_path) if mesh_path is not None else (None, None, None)
+    mesh, norm, texture = load_mesh_and_texture(mesh_path) if mesh_path is not None else (None, None, None)
     progress(0.0, f"loading {params.model}")
     video_model = load_orbit_model(params.model, params.device, params.force_cpu,  # params.model: its name
                                    frames=params.views + 4, size=params.video_size)
@@ -350,11 +270,7 @@ def _from_image(image_path: Path, mesh_path: Path | None, params: Params, ply: P
     share = 1.0 / (2 + 2 * params.rounds)  # generate, fit, then (refine, refit) per round
 
     frames = video_model.generate(reference, cameras, options, sub_progress(progress, 0.0, share))
-    if mesh is not None:
-        init = from_mesh(mesh, params.gaussians, texture_color_fn(mesh, texture), params.sh_degree, seed=params.seed)
-    else:
-        init = _random_ball(params.gaussians, params.sh_degree, params.seed)
-    gaussians, history = init, []
+    gaussians, history = initial_gaussians(mesh, texture, params), []
     for round_ in range(params.rounds + 1):
         frames[0] = reference  # frame 0 is the input image's own view
         masks = frame_masks(frames)
@@ -377,27 +293,8 @@ def _from_image(image_path: Path, mesh_path: Path | None, params: Params, ply: P
         history[-1]["next_strength"] = round(strength, 3)
     out = gaussians if norm is None else gaussians.transformed(1.0 / norm.scale, norm.center)
     write_ply(out, ply)
-    _preview(rendered, side / "preview.png")
+    write_preview(rendered, side / "preview.png")
     progress(1.0, "done")
     return {"source": "image", "model": params.model, "frames": len(cameras), "gaussians": len(gaussians),
             "rounds": history, "losses": result.losses, "rasterizer": result.rasterizer,
             "frame": "the mesh file's coordinates" if norm is not None else "unit box at the origin, +Y up, image view along -Z"}
-
-
-def _random_ball(count: int, sh_degree: int, seed: int) -> "Gaussians":
-    from ..splats.model import from_points
-
-    rng = np.random.default_rng(seed)
-    d = rng.normal(size=(count, 3))
-    points = d / np.linalg.norm(d, axis=1, keepdims=True) * 0.45 * rng.random((count, 1)) ** (1 / 3)
-    return from_points(points.astype(np.float32), None, sh_degree=sh_degree, opacity=0.1)
-
-
-def _preview(rendered: "torch.Tensor", path: Path, count: int = 8) -> None:
-    """A strip of `count` evenly spaced renders of the fit."""
-    from PIL import Image
-
-    n = rendered.shape[0]
-    pick = np.linspace(0, n - 1, min(count, n)).round().astype(int)
-    strip = np.concatenate([rendered[i].numpy() for i in pick], axis=1)
-    Image.fromarray((np.clip(strip, 0, 1) * 255).round().astype(np.uint8)).save(path)

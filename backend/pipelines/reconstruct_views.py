@@ -22,7 +22,7 @@ from ..progress import Progress, sub_progress
 
 if TYPE_CHECKING:
     from ..assets.cameras import Camera
-    from .reconstruct import Params
+    from .reconstruct_fit import Params
 
 HELDOUT_EVERY = 8
 
@@ -34,10 +34,8 @@ def from_views(views_path: Path, mesh_path: Path | None, params: "Params", ply: 
     from ..assets.viewset import read_viewset_input
     from ..render.views_frame import cameras_in_frame, resolve_views_frame
     from ..splats.fit import FitViews, fit, psnr, render_views
-    from ..splats.model import from_mesh
     from ..splats.ply import write_ply
-    from .reconstruct import (BACKGROUND, _load_mesh_and_texture, _preview, _random_ball, fit_config,
-                              texture_color_fn)
+    from .reconstruct_fit import BACKGROUND, fit_config, initial_gaussians, load_mesh_and_texture, write_preview
 
     progress(0.0, "reading views")
     views = read_viewset_input(views_path, side)
@@ -53,7 +51,7 @@ def from_views(views_path: Path, mesh_path: Path | None, params: "Params", ply: 
         progress(0.01, "checking the cameras' frame")
         cameras, choice = resolve_views_frame(raw, views.cameras, views.images, views.masks, params.views_frame)
         frame_report = choice.report()
-        mesh, norm, texture = _load_mesh_and_texture(mesh_path)
+        mesh, norm, texture = load_mesh_and_texture(mesh_path)
         centre, scale = np.asarray(norm.center, dtype=np.float64), float(norm.scale)
     else:
         # nothing to check the frame against: as asked, and auto keeps the cameras as written
@@ -72,8 +70,7 @@ def from_views(views_path: Path, mesh_path: Path | None, params: "Params", ply: 
         return FitViews([cams[i] for i in idx], torch.from_numpy(images[idx]),
                         None if masks is None else torch.from_numpy(masks[idx]), BACKGROUND)
 
-    init = (from_mesh(mesh, params.gaussians, texture_color_fn(mesh, texture), params.sh_degree, seed=params.seed)
-            if mesh is not None else _random_ball(params.gaussians, params.sh_degree, params.seed))
+    init = initial_gaussians(mesh, texture, params)
     training = subset(train)
     heldout = None if held is None else subset(held)
     result = fit(init, training, fit_config(params, params.iterations), sub_progress(progress, 0.05, 0.97),
@@ -89,7 +86,7 @@ def from_views(views_path: Path, mesh_path: Path | None, params: "Params", ply: 
         held_rendered, _ = render_views(result.gaussians, heldout.cameras, BACKGROUND, device=params.device)
         report.update(heldout_psnr_db=round(psnr(held_rendered, heldout.images), 2), heldout_views=len(heldout.cameras))
     write_ply(result.gaussians.transformed(1.0 / scale, centre), ply)
-    _preview(rendered, side / "preview.png")
+    write_preview(rendered, side / "preview.png")
     progress(1.0, "done")
     return report
 
@@ -122,7 +119,7 @@ def _fit_views(cameras: list["Camera"], images: np.ndarray, masks: np.ndarray | 
     import cv2
 
     from ..assets.cameras import Camera
-    from .reconstruct import BACKGROUND
+    from .reconstruct_fit import BACKGROUND
 
     w, h = cameras[0].width, cameras[0].height
     f = size / max(w, h)

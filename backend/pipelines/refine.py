@@ -33,25 +33,20 @@ The CLI: python -m backend refine ASSET --subject IMG [IMG ...] --out OUT(.glb|.
     [--strength 0.3] [--frames 61] [--size 512] [--train-lora/--no-train-lora] [--tracker geometry|flow|cotracker]
 Side results in OUT_files/ (or the --out folder): report.json, frames.png (input renders, unseen
 masks and refined frames of a few views), texture.png (meshes), frames/NNN.ply + frames.json (4D Gaussians).
+This module is the dispatcher (inputs, CLI, run); below it: refine_mesh / refine_gaussians / refine_animated
+per asset kind, refine_frames (cameras, renders, inpainter) and refine_tracking, refine_types (Params).
 """
 from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 from ..errors import InputError
-from ..progress import Progress, sub_progress
+from ..progress import Progress
 from . import output_paths
-
-if TYPE_CHECKING:
-    import numpy as np
-
-    from ..assets.cameras import Camera
-    from ..track.geometry import ViewGeometry
-    from .refine_progressive import Correspond
+from .refine_types import Params
 
 NAME = "refine"
 MAX_SUBJECTS = 8
@@ -60,55 +55,7 @@ INPUTS = {"asset": "the asset: textured GLB/glTF/OBJ, 3DGS PLY, animated glTF, o
           "subject": "a photo of the subject (PNG/JPG)"}
 OPTIONAL_INPUTS = {**{role: "another photo of the subject" for role in SUBJECT_ROLES[1:]},
                    "cameras": "transforms.json whose first frame is the source view (in the asset file's frame)"}
-BACKGROUND = (1.0, 1.0, 1.0)
 MIN_SUBJECT_SIDE = 8
-AUTO_CANDIDATES = 12  # azimuths tried by source_view "auto"
-
-
-@dataclass
-class Params:
-    source_view: str = "auto"  # "auto" or N: frame N of a horizontal orbit of `frames` views from the front (+Z)
-    inpainter: Literal["opencv", "sd-inpaint"] = "opencv"
-    opencv_method: Literal["telea", "shiftmap"] = "telea"  # opencv inpainter: diffusion, or patches copied in
-    anchors: list[float] = field(default_factory=lambda: [20.0, 90.0, 180.0])  # stage limits, degrees from the source
-    strength: float = 0.3  # sd-inpaint denoising strength
-    frames: int = 61  # views per orbit (horizontal and vertical, sharing the source view)
-    size: int = 512  # frame size in pixels
-    train_lora: bool = True  # sd-inpaint: train (or reuse the cached) subject LoRA
-    lora_steps: int = 500
-    model: str = "sd-inpaint"  # sd-inpaint model (registry name)
-    prompt: str = ""
-    tracker: Literal["geometry", "flow", "cotracker"] = "geometry"
-    dilate: int = 2  # unseen masks grow by this many pixels
-    texture_size: int | None = None  # meshes: the rebaked texture's side (default: the input texture's)
-    voxel_res: int = 128  # meshes: the bake's surface voxels across the asset
-    iterations: int = 600  # Gaussians: refit iterations
-    time_frames: int = 8  # animated assets: animation frames sampled
-    seed: int = 0
-    device: str = "auto"
-
-    def __post_init__(self) -> None:
-        if self.source_view != "auto" and not str(self.source_view).isdigit():
-            raise InputError(f"source_view must be 'auto' or a frame index, not {self.source_view!r} "
-                             "(give a transforms.json as the `cameras` input for a posed source view)")
-        anchors = [float(a) for a in self.anchors]
-        if not anchors or any(b <= a for a, b in zip(anchors, anchors[1:])) or anchors[0] <= 0 or anchors[-1] != 180:
-            raise InputError(f"anchors must increase from above 0 to 180 degrees (e.g. 20,90,180), not {self.anchors}")
-        self.anchors = anchors
-        if not 0.0 < self.strength <= 1.0:
-            raise InputError("strength must be in (0, 1]")
-        if not 4 <= self.frames <= 720:
-            raise InputError(f"frames must be between 4 and 720 per orbit (got {self.frames})")
-        if not 32 <= self.size <= 2048:
-            raise InputError(f"size must be between 32 and 2048 pixels (got {self.size})")
-        if self.source_view != "auto" and int(self.source_view) >= self.frames:
-            raise InputError(f"source_view {self.source_view} is not a frame of a {self.frames}-frame orbit")
-        if not 0 <= self.dilate <= 32 or self.lora_steps < 1 or self.iterations < 1:
-            raise InputError("dilate must be 0-32 pixels, lora_steps and iterations positive")
-        if self.texture_size is not None and not 16 <= self.texture_size <= 8192:
-            raise InputError("texture_size must be between 16 and 8192")
-        if not 2 <= self.time_frames <= 240:
-            raise InputError("time_frames must be between 2 and 240")
 
 
 class _Subjects(argparse.Action):
@@ -216,7 +163,9 @@ def check_models(params: Params) -> None:
 
     checks = [lambda: require_inpainter(params.inpainter, params.model)]
     if params.tracker == "cotracker":
-        checks.append(lambda: _cotracker().require_weights())
+        from .refine_tracking import cotracker_module
+
+        checks.append(lambda: cotracker_module().require_weights())
     problems = []
     for check in checks:
         try:
@@ -225,269 +174,6 @@ def check_models(params: Params) -> None:
             problems.append(str(exc))
     if problems:
         raise MissingWeightsError(" ".join(problems))
-
-
-def _cotracker():  # type: ignore[no-untyped-def]
-    import importlib
-
-    from ..errors import OrbitexError
-
-    try:
-        return importlib.import_module("backend.models.cotracker")
-    except ModuleNotFoundError as exc:
-        if exc.name != "backend.models.cotracker":
-            raise OrbitexError(f"the CoTracker3 tracker cannot load: {exc}") from None
-        raise OrbitexError("the CoTracker3 tracker is not part of this backend build (backend/models/cotracker.py "
-                           "is missing); use --tracker geometry or flow") from None
-
-
-# ----------------------------------------------------------------------------- cameras and renders
-
-@dataclass
-class Rendered:
-    """The asset seen from the refine cameras (index 0 = the source view)."""
-
-    cameras: list["Camera"]
-    images: "np.ndarray"  # (N, H, W, 3) float32 over the white background
-    masks: "np.ndarray"  # (N, H, W) bool
-    views: list["ViewGeometry"]
-    orbits: list[list[int]]  # frame indices of each orbit (cyclic, both from frame 0)
-
-
-def refine_cameras(source_c2w: "np.ndarray", frames: int, size: int) -> tuple[list["Camera"], list[list[int]]]:
-    """Horizontal and vertical orbits around the source view (frame 0 of both, stored once)."""
-    from ..assets.cameras import orbit
-
-    horizontal = orbit("horizontal", frames, size, frame0_c2w=source_c2w)
-    vertical = orbit("vertical", frames, size, frame0_c2w=source_c2w)
-    cams = horizontal + vertical[1:]
-    return cams, [list(range(frames)), [0] + list(range(frames, 2 * frames - 1))]
-
-
-def render_mesh(mesh, texture: "np.ndarray", cameras: Sequence["Camera"]) -> tuple["np.ndarray", "np.ndarray", list]:  # type: ignore[no-untyped-def]
-    """Images (N, H, W, 3) of the textured mesh (nearest-texel-free bilinear lookups, unlit, white
-    background), masks and ViewGeometry per camera."""
-    import numpy as np
-
-    from ..assets.material import downsample_texture, sample_texture
-    from ..render.gbuffer import render_gbuffers
-    from ..track.geometry import mesh_view_geometry
-
-    tex = downsample_texture(texture, 4 * max(cameras[0].width, cameras[0].height))
-    images, masks, views = [], [], []
-    for start in range(0, len(cameras), 8):
-        chunk = list(cameras[start:start + 8])
-        gb = render_gbuffers(mesh, chunk)
-        for v in mesh_view_geometry(gb, chunk):
-            rgb = np.empty(v.mask.shape + (3,), np.float32)
-            rgb[:] = BACKGROUND
-            uv = (mesh.uvs[mesh.faces[v.tri_id[v.mask]]] * v.bary[v.mask][:, :, None]).sum(1)
-            rgb[v.mask] = sample_texture(tex, uv)
-            images.append(rgb)
-            masks.append(v.mask)
-            views.append(v)
-    return np.stack(images), np.stack(masks), views
-
-
-def render_gaussians(gaussians, cameras: Sequence["Camera"], device: str) -> tuple["np.ndarray", "np.ndarray", "np.ndarray", list]:  # type: ignore[no-untyped-def]
-    """Images, coverage masks (alpha > 0.5), alphas and ViewGeometry (depth / alpha) of Gaussians."""
-    import numpy as np
-    import torch
-
-    from ..splats.fit import pick_device, pick_rasterizer, render_fn
-    from ..track.geometry import depth_view_geometry, estimate_normals
-
-    dev = pick_device(device)
-    render = render_fn(pick_rasterizer("auto", dev))
-    g = gaussians.to(dev)
-    bg = torch.tensor(BACKGROUND, dtype=torch.float32, device=dev)
-    images, masks, alphas, views = [], [], [], []
-    with torch.no_grad():
-        for cam in cameras:
-            out = render(g, cam, bg)
-            alpha = out.alpha.cpu().numpy()
-            mask = alpha > 0.5
-            depth = out.depth.cpu().numpy() / np.maximum(alpha, 1e-6)
-            view = depth_view_geometry(cam, depth, mask)
-            views.append(estimate_normals(view))
-            images.append(out.color.cpu().numpy())
-            masks.append(mask)
-            alphas.append(alpha)
-    return np.stack(images).astype(np.float32), np.stack(masks), np.stack(alphas).astype(np.float32), views
-
-
-def choose_source_view(subject: Path, render_fn_: Any, frames: int) -> tuple["np.ndarray", dict]:
-    """The camera-to-world of the horizontal-orbit view (AUTO_CANDIDATES azimuths from the front)
-    whose render looks most like the subject photo: both cropped to their subject, 32 px, mean
-    colour difference over the union of the two silhouettes."""
-    import numpy as np
-
-    from ..assets.cameras import orbit
-    from .reconstruct import load_subject_image
-
-    photo, alpha = load_subject_image(subject, 128)
-    target = _crop(photo, alpha > 0.5)
-    cams = orbit("horizontal", AUTO_CANDIDATES, 96)
-    images, masks = render_fn_(cams)
-    scores = []
-    for img, mask in zip(images, masks):
-        if not mask.any():
-            scores.append(float("inf"))
-            continue
-        scores.append(float(np.abs(_crop(img, mask) - target).mean()))
-    best = int(np.argmin(scores))
-    return cams[best].c2w, {"source_view": "auto", "azimuth_deg": round(360.0 * best / AUTO_CANDIDATES, 2),
-                            "scores": [round(s, 4) for s in scores]}
-
-
-def _crop(image: "np.ndarray", mask: "np.ndarray", side: int = 32) -> "np.ndarray":
-    import cv2
-    import numpy as np
-
-    ys, xs = np.nonzero(mask)
-    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-    crop = np.where(mask[..., None], image, 1.0)[y0:y1, x0:x1].astype(np.float32)
-    return cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA)
-
-
-def source_c2w(inputs: dict[str, Path], params: Params, norm, render_fn_: Any,  # type: ignore[no-untyped-def]
-               subjects: list[Path]) -> tuple["np.ndarray", dict]:
-    """The source camera (normalized frame) from `cameras`, `source_view` N, or "auto"."""
-    import numpy as np
-
-    from ..assets.cameras import orbit
-
-    if inputs.get("cameras") is not None:
-        path = Path(inputs["cameras"])
-        try:
-            meta = json.loads(path.read_text())
-            c2w = np.asarray(meta["frames"][0]["transform_matrix"], dtype=np.float64)
-        except (OSError, ValueError, KeyError, IndexError, TypeError):
-            raise InputError(f"{path.name}: not a transforms.json with a frame holding a transform_matrix") from None
-        if c2w.shape == (3, 4):
-            c2w = np.vstack([c2w, [0, 0, 0, 1]])
-        if c2w.shape != (4, 4) or not np.isfinite(c2w).all():
-            raise InputError(f"{path.name}: the first frame's transform_matrix is not a finite 4x4 matrix")
-        c2w = c2w.copy()
-        rot = c2w[:3, :3]
-        c2w[:3, :3] = rot / np.cbrt(np.linalg.det(rot))
-        c2w[:3, 3] = (c2w[:3, 3] - norm.center) * norm.scale
-        return c2w, {"source_view": path.name}
-    if params.source_view != "auto":
-        index = int(params.source_view)
-        return orbit("horizontal", params.frames, 8)[index].c2w, {"source_view": index}
-    return choose_source_view(subjects[0], render_fn_, params.frames)
-
-
-# ----------------------------------------------------------------------------- tracking
-
-def geometry_correspond(views: list["ViewGeometry"], tolerance: float) -> "Correspond":
-    from ..track.geometry import reproject
-
-    def correspond(target: int, refs: Sequence[int]) -> list:
-        v = views[target]
-        return [(r, reproject(v.position, v.mask, views[r], tolerance, v.normal)) for r in refs]
-
-    return correspond
-
-
-def flow_correspond(images: "np.ndarray", masks: "np.ndarray", orbits: list[list[int]]) -> "Correspond":
-    """Along the target's orbit towards the source, up to the first finished frame on the way."""
-    from ..track.flow import FlowTracker, chain_paths
-
-    tracker = FlowTracker(images, masks)
-    paths: dict[int, list[int]] = {}
-    for cycle in orbits:
-        for local, path in enumerate(chain_paths(len(cycle), 0, cyclic=True)):
-            if cycle[local] not in paths:
-                paths[cycle[local]] = [cycle[p] for p in path]
-
-    def correspond(target: int, refs: Sequence[int]) -> list:
-        path = paths[target]
-        finished = set(refs)
-        stop = next((k for k, f in enumerate(path) if f in finished and k > 0), len(path) - 1)
-        return [(path[stop], tracker.follow(path[:stop + 1]))]
-
-    return correspond
-
-
-def make_correspond(params: Params, rendered: Rendered, tolerance: float) -> "Correspond":
-    if params.tracker == "geometry":
-        return geometry_correspond(rendered.views, tolerance)
-    if params.tracker == "flow":
-        return flow_correspond(rendered.images, rendered.masks, rendered.orbits)
-    return cotracker_correspond(rendered, flow_correspond(rendered.images, rendered.masks, rendered.orbits))
-
-
-COTRACKER_GRID = 4  # pixels between CoTracker query points
-
-
-def cotracker_correspond(rendered: Rendered, flow: "Correspond") -> "Correspond":
-    """CoTracker3 (backward tracking of a query grid, per orbit) says which pixels of each frame
-    the source saw: a pixel is seen when a visible track lands within a grid step of it. Colours
-    still come through the chained flow, so a pixel counts as seen where both agree."""
-    import numpy as np
-
-    from ..track.geometry import Correspondence
-    from ..track.masks import dilate
-
-    module = _cotracker()
-    seen = np.zeros(rendered.masks.shape, dtype=bool)
-    for cycle in rendered.orbits:
-        coords, visible = module.track_backward(rendered.images[cycle], 0, COTRACKER_GRID)
-        for local, frame in enumerate(cycle):
-            xy = np.round(coords[local][visible[local]]).astype(np.int64)
-            h, w = rendered.masks.shape[1:]
-            ok = (xy[:, 0] >= 0) & (xy[:, 0] < w) & (xy[:, 1] >= 0) & (xy[:, 1] < h)
-            hit = np.zeros((h, w), dtype=bool)
-            hit[xy[ok, 1], xy[ok, 0]] = True
-            seen[frame] |= dilate(hit, COTRACKER_GRID // 2 + 1, within=rendered.masks[frame])
-
-    def correspond(target: int, refs: Sequence[int]) -> list:
-        return [(ref, Correspondence(c.coords, c.seen & seen[target])) for ref, c in flow(target, refs)]
-
-    return correspond
-
-
-# ----------------------------------------------------------------------------- inpainting
-
-def make_inpainter(params: Params, subjects: list[Path], progress: Progress):  # type: ignore[no-untyped-def]
-    """The chosen inpainter; sd-inpaint with the subject LoRA (trained once per subject and settings,
-    cached in sd_inpaint.lora_cache_dir()) unless `train_lora` is off."""
-    from ..models.inpaint import load_inpainter
-
-    if params.inpainter == "opencv":
-        return load_inpainter("opencv", method=params.opencv_method)
-    lora = None
-    if params.train_lora:
-        import importlib
-
-        from ..assets.images import read_image
-
-        sd = importlib.import_module("backend.models.sd_inpaint")
-        images = [_on_background(read_image(p)) for p in subjects]
-        lora = sd.train_subject_lora(images, params.model, sd.lora_cache_dir(), steps=params.lora_steps, seed=params.seed,
-                                     device=params.device, progress=lambda f: progress(f, "training the subject LoRA"))
-    return load_inpainter("sd-inpaint", model=params.model, strength=params.strength, lora=lora, seed=params.seed,
-                          device=params.device)
-
-
-def _on_background(image: "np.ndarray") -> "np.ndarray":
-    """RGB of a photo, a transparent one composited over the render background (as the frames are)."""
-    import numpy as np
-
-    if image.shape[2] < 4:
-        return image[..., :3]
-    alpha = image[..., 3:4]
-    return (image[..., :3] * alpha + (1.0 - alpha) * np.asarray(BACKGROUND, dtype=np.float32)).astype(np.float32)
-
-
-def refine_frames(rendered: Rendered, params: Params, inpainter, tolerance: float, progress: Progress):  # type: ignore[no-untyped-def]
-    from .refine_progressive import progressive_inpaint
-
-    correspond = make_correspond(params, rendered, tolerance)
-    return progressive_inpaint(rendered.images, rendered.masks, rendered.cameras, 0, params.anchors, correspond,
-                               inpainter, params.prompt, params.dilate, BACKGROUND, progress=progress)
 
 
 # ----------------------------------------------------------------------------- run
@@ -530,19 +216,3 @@ def run(inputs: dict[str, Path], params: Params, out_dir: Path, progress: Progre
     report_path.write_text(json.dumps({"params": asdict(params), "asset": kind, **report}, indent=2, default=str) + "\n")
     progress(1.0, "done")
     return {**results, "report": report_path}
-
-
-def frames_sheet(rendered: Rendered, refined, path: Path, count: int = 8) -> Path:  # type: ignore[no-untyped-def]
-    """Rows: input renders, unseen masks (red over the render), refined frames, for `count`
-    frames of the horizontal orbit."""
-    import numpy as np
-
-    from ..assets.images import write_png
-
-    cycle = rendered.orbits[0]
-    pick = [cycle[int(i)] for i in np.linspace(0, len(cycle), count, endpoint=False)]
-    before = np.concatenate([rendered.images[i] for i in pick], 1)
-    tint = np.concatenate([np.where(refined.unseen[i][..., None], [1.0, 0.1, 0.1], rendered.images[i] * 0.6 + 0.4)
-                           for i in pick], 1)
-    after = np.concatenate([refined.images[i] for i in pick], 1)
-    return write_png(path, np.concatenate([before, tint, after], 0).astype(np.float32))

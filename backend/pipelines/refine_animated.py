@@ -28,7 +28,7 @@ from ..progress import Progress, sub_progress
 
 if TYPE_CHECKING:
     from ..assets.mesh import Mesh
-    from .refine import Params
+    from .refine_types import Params
 
 SEQUENCE_SUFFIXES = (".obj", ".ply", ".glb", ".gltf")
 
@@ -93,8 +93,9 @@ def refine_animated(inputs: dict[str, Path], subjects: list[Path], params: "Para
     from ..assets.cameras import Camera
     from ..track.geometry import DEPTH_TOLERANCE, reproject, surface_points
     from .baked_glb import write_baked_glb
-    from .refine import (Rendered, frames_sheet, make_inpainter, refine_cameras, render_mesh, source_c2w)
+    from .refine_frames import frames_sheet, make_inpainter, refine_cameras, render_mesh, source_c2w
     from .refine_progressive import progressive_inpaint
+    from .refine_types import Rendered
 
     progress(0.0, "loading the animation")
     main.parent.mkdir(parents=True, exist_ok=True)

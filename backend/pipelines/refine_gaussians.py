@@ -1,4 +1,4 @@
-"""Refine 3D Gaussians: render, track and paint the frames (refine.py), refit from the refined frames.
+"""Refine 3D Gaussians: render, track and paint the frames (refine_frames.py), refit from the refined frames.
 
 The Gaussians are normalized like a mesh (the box of their centres, 0.5-99.5 percentile, centred,
 largest side 1), rendered with the project's splat rasterizer (depth / alpha gives the surface
@@ -17,7 +17,8 @@ import numpy as np
 
 from ..errors import InputError
 from ..progress import Progress, sub_progress
-from .refine import Params, Rendered, frames_sheet, make_inpainter, refine_cameras, refine_frames, render_gaussians, source_c2w
+from .refine_frames import frames_sheet, make_inpainter, refine_cameras, refine_frames, render_gaussians, source_c2w
+from .refine_types import Params, Rendered
 
 if TYPE_CHECKING:
     from ..assets.cameras import Camera

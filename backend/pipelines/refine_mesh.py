@@ -1,4 +1,4 @@
-"""Refine a textured mesh: render, track and paint the frames (refine.py), rebake onto its own UVs.
+"""Refine a textured mesh: render, track and paint the frames (refine_frames.py), rebake onto its own UVs.
 
 The rebake is the bake pipeline's TextureOptimizer (MRF view selection) over the refined frames
 with the source view locked where it sees the surface; texels whose surface point the source view
@@ -14,8 +14,8 @@ import numpy as np
 
 from ..errors import InputError
 from ..progress import Progress, sub_progress
-from .refine import (BACKGROUND, Params, Rendered, frames_sheet, make_inpainter, refine_cameras, refine_frames,
-                     render_mesh, source_c2w)
+from .refine_frames import frames_sheet, make_inpainter, refine_cameras, refine_frames, render_mesh, source_c2w
+from .refine_types import Params, Rendered
 
 if TYPE_CHECKING:
     from ..assets.mesh import Mesh

@@ -31,7 +31,7 @@ def subject_png(path: Path, size: int = 48) -> Path:
 
 
 def can_ply(path: Path, count: int = 400) -> Path:
-    from backend.pipelines.reconstruct import texture_color_fn
+    from backend.pipelines.reconstruct_fit import texture_color_fn
     from backend.splats.model import from_mesh
     from backend.splats.ply import write_ply
 

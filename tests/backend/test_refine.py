@@ -25,7 +25,7 @@ def _run(tmp_path: Path, asset: Path, out: str, **params):  # type: ignore[no-un
 def test_mesh_refine_keeps_what_the_source_sees(tmp_path: Path) -> None:
     from backend.assets.material import load_textured_mesh
     from backend.assets.mesh import normalize
-    from backend.pipelines.refine import refine_cameras, render_mesh
+    from backend.pipelines.refine_frames import refine_cameras, render_mesh
     from backend.pipelines.refine_mesh import source_seen_texels
     from backend.assets.cameras import orbit
     from backend.track.geometry import DEPTH_TOLERANCE
