@@ -4,7 +4,8 @@ A job moves  new -> (submit) -> queued/running -> (poll ...) -> downloading -> a
 or ends failed | cancelled | interrupted with a message. Each `step()` call does one HTTP
 request (or the apply), so a Blender timer can call it without freezing the UI, and tests or
 background scripts can call it in a loop (`run_blocking`). Applying the result is the caller's
-callback: only it touches the scene.
+callback: only it touches the scene. Cancelling does no request of its own: `request_cancel()`
+marks the job (safe on Blender's UI thread) and the job's next step tells the backend.
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ ACTIVE_STATES = ("new", *BACKEND_ACTIVE_STATES, "downloading", "applying")
 END_STATES = BACKEND_FINAL_STATES
 # Polls in a row that may go unanswered before a job is given up (a remote link may blink).
 MAX_POLL_FAILURES = 5
+NOT_SUBMITTED = "cancelled before it was submitted"
 
 
 @dataclass
@@ -50,7 +52,9 @@ class Job:
     result_files: dict[str, str] = field(default_factory=dict)  # name -> file name (for its suffix)
     downloaded: dict[str, Path] = field(default_factory=dict)
     poll_failures: int = 0
-    cancel_requested: bool = False
+    cancel_requested: bool = False  # asked on the main thread; the next step() tells the backend
+    cancel_sent: bool = False
+    cancel_error: str = ""          # why the backend could not be told (the job goes on)
     meta: dict[str, Any] = field(default_factory=dict)  # the caller's own data (target object's id, UV plan)
     node: str = ""                  # the backend machine running the job (Ray engine: one of many)
 
@@ -101,7 +105,7 @@ def step(job: Job, client: BackendClient, apply: Apply) -> Job:
     try:
         if job.state == "new":
             if job.cancel_requested:
-                job.fail("cancelled before it was submitted", "cancelled")
+                job.fail(NOT_SUBMITTED, "cancelled")
                 return job
             record = client.submit(job.type, job.params, job.inputs)
             job.backend_id = str(record["id"])
@@ -112,6 +116,9 @@ def step(job: Job, client: BackendClient, apply: Apply) -> Job:
             elif job.state in BACKEND_END_STATES:
                 job.message = job.message or f"the backend reports the job {job.state}"
         elif job.state in BACKEND_ACTIVE_STATES:
+            if job.cancel_requested and not job.cancel_sent:
+                _send_cancel(job, client)
+                return job
             try:
                 record = client.job(job.backend_id)
             except BackendUnreachable as exc:
@@ -165,19 +172,21 @@ def step(job: Job, client: BackendClient, apply: Apply) -> Job:
     return job
 
 
-def request_cancel(job: Job, client: BackendClient) -> None:
-    """Ask for `job` to stop; a running backend job ends as `cancelled` on a later poll."""
-    if not job.active:
-        return
-    job.cancel_requested = True
-    if job.state in BACKEND_ACTIVE_STATES and job.backend_id is not None:
-        try:
-            client.cancel(job.backend_id)
-            job.message = "cancelling"
-        except BackendError as exc:
-            job.message = f"cancel failed: {exc}"
-    elif job.state == "new":
-        job.fail("cancelled before it was submitted", "cancelled")
+def _send_cancel(job: Job, client: BackendClient) -> None:
+    """Tell the backend to stop `job`; it ends as `cancelled` on a later poll."""
+    try:
+        client.cancel(job.backend_id)
+        job.cancel_sent = True
+    except BackendError as exc:  # the job goes on as it was; cancel can be asked again
+        job.cancel_requested = False
+        job.cancel_error = f"cancel failed: {exc}"
+
+
+def request_cancel(job: Job) -> None:
+    """Ask `job` to stop, without any network (safe on Blender's UI thread): the job's next step()
+    tells the backend, or ends it if it was never submitted."""
+    if job.active and not job.cancel_requested:
+        job.cancel_requested, job.cancel_sent, job.cancel_error = True, False, ""
 
 
 def run_blocking(job: Job, client: BackendClient, apply: Apply, timeout: float = 3600.0,
@@ -189,8 +198,10 @@ def run_blocking(job: Job, client: BackendClient, apply: Apply, timeout: float =
         step(job, client, apply)
         if job.state in BACKEND_ACTIVE_STATES and job.state == before:
             if time.monotonic() > deadline:
-                request_cancel(job, client)
-                job.fail(f"gave up after {timeout:.0f} s; the backend job {job.backend_id} was asked to cancel")
+                request_cancel(job)
+                step(job, client, apply)  # sends the cancel
+                job.fail(f"gave up after {timeout:.0f} s; the backend job {job.backend_id} "
+                         + (f"could not be cancelled ({job.cancel_error})" if job.cancel_error else "was asked to cancel"))
                 break
             sleep(interval)
     return job
@@ -224,15 +235,6 @@ class JobBoard:
 
     def active(self) -> list[Tracked]:
         return [e for e in self._entries if e.job.active]
-
-    def cancel(self, job_id: str) -> Job | None:
-        entry = self.get(job_id)
-        if entry is not None:
-            if entry.client is None:
-                entry.job.cancel_requested = True  # not submitted yet: it ends at its first step
-            else:
-                request_cancel(entry.job, entry.client)
-        return entry.job if entry else None
 
     def clear_finished(self) -> list[Job]:
         """Forget ended jobs and delete their work folders (applied results live in the .blend)."""

@@ -4,7 +4,7 @@
 first use; inside `ui_call()` (an operator's UI path) it never waits for that start: it returns None
 while the backend starts on a worker thread, and the job is submitted when it answers. `track()` puts a
 job on the board and makes sure the timer steps it: the timer runs every network step (submit,
-poll, download) on a worker thread and applies results on the main thread, so the UI never waits
+poll, cancel, download) on a worker thread and applies results on the main thread, so the UI never waits
 on the network. `shutdown()` (from unregister) leaves nothing behind.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ import bpy
 from . import ADDON_PACKAGE, scene_io
 from .backend_link import LocalBackend, data_dir_problem, python_problem, start_local, url_problem
 from .client import BackendClient, BackendError
-from .jobs import Apply, Job, JobBoard, Tracked, step
+from .jobs import NOT_SUBMITTED, Apply, Job, JobBoard, Tracked, request_cancel, step
 
 TIMER_INTERVAL_S = 0.5
 OFFLINE_MESSAGE = ("Blender's online access is off (Preferences > System > Network > Allow Online Access), "
@@ -232,7 +232,7 @@ def _network_step(entry: Tracked, config: BackendConfig | None) -> None:
     a starting backend). Never touches bpy."""
     if entry.client is None:
         if entry.job.cancel_requested:
-            entry.job.fail("cancelled before it was submitted", "cancelled")
+            entry.job.fail(NOT_SUBMITTED, "cancelled")
             return
         try:
             entry.client = connect_with(config) if config is not None else None
@@ -281,6 +281,20 @@ def track(job: Job, client: BackendClient | None, apply: Apply) -> Job:
     if job.active:
         ensure_timer()
     return job
+
+
+def cancel(job_id: str) -> Job | None:
+    """Main thread: ask a job of the board to stop, without waiting on the network. The backend is
+    told by the job's next network step on a worker thread (tick()); a job never submitted, with no
+    submit in flight, ends here. None when the board has no such job."""
+    entry = board.get(job_id)
+    if entry is None:
+        return None
+    request_cancel(entry.job)
+    future = _in_flight.get(job_id)
+    if entry.job.state == "new" and (future is None or future.done()):
+        entry.job.fail(NOT_SUBMITTED, "cancelled")
+    return entry.job
 
 
 def shutdown() -> None:

@@ -169,5 +169,5 @@ class ORBITEX_OT_cancel_batch(bpy.types.Operator):
             return {"CANCELLED"}
         for job in batches[-1].jobs:
             if job.active:
-                session.board.cancel(job.id)
+                session.cancel(job.id)
         return {"FINISHED"}

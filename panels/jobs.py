@@ -1,5 +1,5 @@
 """Jobs panel: one row per job with object, type, state, a progress bar with the stage, cancel,
-and the job's message in full (wrapped to the sidebar width)."""
+and the job's message in full (wrapped to the sidebar width); a failed cancel says why."""
 from __future__ import annotations
 
 import textwrap
@@ -53,9 +53,11 @@ class ORBITEX_PT_jobs(_OrbitexSidebar, bpy.types.Panel):
             box = layout.box()
             head = box.row()
             head.label(text=f"{job.target} · {job.type}", icon=STATE_ICONS.get(job.state, "QUESTION"))
-            head.label(text=job.state)
+            cancelling = job.active and job.cancel_requested
+            head.label(text="cancelling" if cancelling else job.state)
             if job.active:
-                head.operator("orbitex.cancel_job", text="", icon="X").job_id = job.id
+                if not cancelling:
+                    head.operator("orbitex.cancel_job", text="", icon="X").job_id = job.id
                 stage = job.stage or job.state
                 box.progress(factor=job.progress, type="BAR", text=f"{stage} {job.progress * 100:.0f}%")
             elif job.downloaded:  # a finished result can be (re)applied and its files looked at
@@ -66,5 +68,9 @@ class ORBITEX_PT_jobs(_OrbitexSidebar, bpy.types.Panel):
                 col = box.column(align=True)
                 col.alert = job.state in ("failed", "interrupted")
                 _wrapped_labels(col, job.message, width - 40)
+            if job.active and job.cancel_error:
+                col = box.column(align=True)
+                col.alert = True
+                _wrapped_labels(col, job.cancel_error, width - 40)
         if any(not job.active for job in jobs):
             layout.operator("orbitex.clear_jobs", icon="TRASH")

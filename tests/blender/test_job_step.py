@@ -97,7 +97,8 @@ def test_backend_gone_mid_job_ends_it_after_some_unanswered_polls(mesh_glb, tmp_
 
 def test_cancel_before_submit_needs_no_backend(mesh_glb, tmp_path):
     job = _job(mesh_glb, tmp_path / "w")
-    request_cancel(job, BackendClient("http://127.0.0.1:9"))
+    request_cancel(job)
+    step(job, BackendClient("http://127.0.0.1:9"), lambda j: None)
     assert job.state == "cancelled" and job.backend_id is None
 
 

@@ -90,6 +90,30 @@ def test_jobs_panel_shows_rows_progress_cancel_and_full_messages(addon, tmp_path
     assert ("orbitex.clear_jobs",) in [call[2] for call in log if call[1] == "operator"]
 
 
+def test_jobs_panel_shows_a_cancel_in_progress_and_a_refused_one(addon, tmp_path):
+    from orbitex.addon import session
+    from orbitex.addon.client import BackendClient
+    from orbitex.addon.jobs import Job
+    from orbitex.panels.jobs import ORBITEX_PT_jobs
+
+    client = BackendClient("http://127.0.0.1:9")
+    asked = Job("texture", {}, {}, "Asked", Path(tmp_path / "a"), state="running", backend_id="b1",
+                cancel_requested=True)
+    refused = Job("texture", {}, {}, "Refused", Path(tmp_path / "b"), state="running", backend_id="b2",
+                  cancel_error="cancel failed: HTTP 500 from the backend")
+    session.board.add(asked, client, lambda job: None)
+    session.board.add(refused, client, lambda job: None)
+    try:
+        log = _draw(ORBITEX_PT_jobs)
+    finally:
+        session.board.clear()
+    labels = [call[3].get("text", "") for call in log if call[1] == "label"]
+    assert labels.count("cancelling") == 1 and labels.count("running") == 1
+    cancels = [call for call in log if call[1] == "operator" and call[2][0] == "orbitex.cancel_job"]
+    assert len(cancels) == 1  # no second cancel while one is on its way; a refused one can be asked again
+    assert " ".join(call[3]["text"] for call in log if call[1] == "label" and call[4]) == refused.cancel_error
+
+
 def test_preview_panel_draws(addon):
     from orbitex.panels.jobs import ORBITEX_PT_preview
 

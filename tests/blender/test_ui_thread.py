@@ -90,9 +90,74 @@ def test_a_job_waiting_on_a_starting_backend_is_submitted_when_it_answers(addon,
     assert max(durations) < 0.2
     cancelled = Job("texture", {}, {}, "Cancelled", tmp_path)
     session.track(cancelled, None, lambda j: None)
-    session.board.cancel(cancelled.id)
+    session.cancel(cancelled.id)
     _tick_until_done(session, cancelled)
     assert cancelled.state == "cancelled" and "before it was submitted" in cancelled.message
+    session.board.clear()
+
+
+class _SlowCancelClient(_FakeClient):
+    """A running backend job whose cancel request takes a while (a remote link) or is refused."""
+
+    def __init__(self, refuse: bool = False) -> None:
+        super().__init__()
+        self.refuse, self.cancelled = refuse, False
+
+    def cancel(self, job_id):  # type: ignore[no-untyped-def]
+        from orbitex.addon.client import BackendError
+
+        self.threads["cancel"] = threading.current_thread()
+        time.sleep(0.3)
+        if self.refuse:
+            raise BackendError("HTTP 500 from the backend")
+        self.cancelled = True
+        return {"id": job_id, "state": "running"}
+
+    def job(self, job_id):  # type: ignore[no-untyped-def]
+        self.threads["poll"] = threading.current_thread()
+        return {"id": job_id, "state": "cancelled" if self.cancelled else "running", "progress": 0.5}
+
+
+def _running_job(session, client, tmp_path: Path):  # type: ignore[no-untyped-def]
+    from orbitex.addon.jobs import Job
+
+    job = Job("texture", {}, {}, "Cancel Me", tmp_path, state="running", backend_id="b1")
+    session.track(job, client, lambda j: None)
+    return job
+
+
+def test_cancel_from_the_jobs_panel_does_no_network_on_the_main_thread(addon, tmp_path: Path):
+    from orbitex.addon import session
+
+    client = _SlowCancelClient()
+    job = _running_job(session, client, tmp_path)
+    begin = time.monotonic()
+    assert bpy.ops.orbitex.cancel_job(job_id=job.id) == {"FINISHED"}
+    assert time.monotonic() - begin < 0.2 and "cancel" not in client.threads  # nothing sent yet
+    assert job.active and job.cancel_requested
+    durations = _tick_until_done(session, job)
+    assert job.state == "cancelled", (job.state, job.message)
+    assert client.threads["cancel"] is not threading.main_thread() and max(durations) < 0.2
+    session.board.clear()
+
+
+def test_a_refused_cancel_leaves_the_job_running_and_says_why(addon, tmp_path: Path):
+    from orbitex.addon import session
+
+    client = _SlowCancelClient(refuse=True)
+    job = _running_job(session, client, tmp_path)
+    assert bpy.ops.orbitex.cancel_job(job_id=job.id) == {"FINISHED"}
+    deadline = time.monotonic() + 10
+    while not job.cancel_error:  # the refusal comes back from the worker
+        assert time.monotonic() < deadline
+        session.tick()
+        time.sleep(0.02)
+    assert job.state == "running" and not job.cancel_requested
+    assert job.cancel_error == "cancel failed: HTTP 500 from the backend"
+    client.refuse = False  # asked again, it goes through
+    assert bpy.ops.orbitex.cancel_job(job_id=job.id) == {"FINISHED"} and job.cancel_error == ""
+    _tick_until_done(session, job)
+    assert job.state == "cancelled", (job.state, job.message)
     session.board.clear()
 
 
