@@ -6,7 +6,7 @@
    (loss = sum of colour + alpha) at 128^2 and 512^2 for 20k and 200k Gaussians, the ratio, and the
    largest difference between their images (relative to the image's range).
 2. Fit (`--section fit`): `reconstruct` from the textured mesh (the pipeline's own run(), as
-   `python -m backend reconstruct --mesh asset.glb --views 32 --size 128` does, with its early stop
+   `python -m backend reconstruct --mesh asset.glb --view-count 32 --size 128` does, with its early stop
    on held-out views) timed wall-clock from the GLB to the PLY; PSNR of the PLY read back on
    `--heldout` other views (a third camera lattice, never seen by the fit). Baseline in the same
    process: the initial Gaussians (surface samples with the texture's colours) on those views.
@@ -105,7 +105,7 @@ def bench_fit(asset: Path, args: argparse.Namespace, workdir: Path) -> None:
     from backend.splats.fit import psnr, render_views
     from backend.splats.ply import read_ply
 
-    values = {"views": args.views, "size": args.size, "sh_degree": args.sh_degree}
+    values = {"view_count": args.view_count, "size": args.size, "sh_degree": args.sh_degree}
     for key in ("iterations", "gaussians", "max_gaussians"):
         if getattr(args, key) is not None:
             values[key] = getattr(args, key)
@@ -127,7 +127,7 @@ def bench_fit(asset: Path, args: argparse.Namespace, workdir: Path) -> None:
     init = initial_gaussians(mesh, texture, params)
     base, _ = render_views(init, held, BACKGROUND)
     ours, base_db = psnr(rendered, held_images), psnr(base, held_images)
-    print(f"fit: reconstruct --views {params.views} --size {params.size}: {wall:.1f} s wall end to end "
+    print(f"fit: reconstruct --view-count {params.view_count} --size {params.size}: {wall:.1f} s wall end to end "
           f"(fit {report['fit_seconds']:.1f} s, {report['iterations']} of {params.iterations} iterations, "
           f"stopped early: {report['stopped_early']}), process CPU {cpu:.1f} s, {torch.get_num_threads()} thread(s) "
           f"at the end, "
@@ -147,7 +147,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="128,512", help="rasterizer scenes: image sizes")
     parser.add_argument("--old-reps", type=int, default=1)
     parser.add_argument("--new-reps", type=int, default=3)
-    parser.add_argument("--views", type=int, default=32)
+    parser.add_argument("--view-count", dest="view_count", type=int, default=32)
     parser.add_argument("--heldout", type=int, default=16)
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--iterations", type=int, default=None, help="default: the pipeline's")

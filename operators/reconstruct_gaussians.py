@@ -35,7 +35,7 @@ class Settings:
     """The job's params (names as the reconstruct pipeline's Params; the defaults are the operator's
     properties', which are the backend's: tests/blender/test_operator_defaults.py)."""
 
-    views: int
+    view_count: int
     size: int
     iterations: int
     gaussians: int
@@ -169,7 +169,7 @@ class ORBITEX_OT_reconstruct_gaussians(bpy.types.Operator):
     image: StringProperty(name="Image", description="An image datablock of the subject (instead of the active object)")
     use_mesh: BoolProperty(name="Use Active Mesh", default=True,
                            description="With an image, send the active mesh too: its surface places the first Gaussians")
-    views: IntProperty(name="Views", default=64, min=2, max=1000, description="Cameras the Gaussians are fitted to")
+    view_count: IntProperty(name="Views", default=64, min=2, max=1000, description="Cameras the Gaussians are fitted to")
     size: IntProperty(name="Size", default=256, min=16, max=4096, subtype="PIXEL", description="View size in pixels")
     iterations: IntProperty(name="Iterations", default=1000, min=1, max=100000,
                             description="Iterations of the first fit (each refit uses half)")
@@ -184,7 +184,7 @@ class ORBITEX_OT_reconstruct_gaussians(bpy.types.Operator):
     wait: BoolProperty(default=True, options={"HIDDEN", "SKIP_SAVE"})
 
     def settings(self) -> Settings:
-        return Settings(self.views, self.size, self.iterations, self.gaussians, self.rounds, self.sh_degree)
+        return Settings(self.view_count, self.size, self.iterations, self.gaussians, self.rounds, self.sh_degree)
 
     def invoke(self, context, event):
         """From the UI: a dialog with the settings; OK submits and returns at once."""
@@ -197,7 +197,7 @@ class ORBITEX_OT_reconstruct_gaussians(bpy.types.Operator):
         layout.prop(self, "image_path")
         layout.prop_search(self, "image", bpy.data, "images")
         layout.prop(self, "use_mesh")
-        for name in ("views", "size", "iterations", "gaussians", "rounds", "sh_degree"):
+        for name in ("view_count", "size", "iterations", "gaussians", "rounds", "sh_degree"):
             layout.prop(self, name)
 
     def execute(self, context):

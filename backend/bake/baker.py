@@ -116,7 +116,7 @@ def bake(mesh: Mesh, views: "ViewSet", params: BakeParams | None = None,
     timer.lap("depth")
 
     report: dict = {"method": params.method, "texture_size": size, "voxel_res": params.voxel_res,
-                    "voxels": len(graph), "views": len(views.cameras), "covered_texels": len(texels),
+                    "voxels": len(graph), "view_count": len(views.cameras), "covered_texels": len(texels),
                     "coverage": len(texels) / size**2, "new_uv_map": vmapping is not None}
     conf, vcolour = selection.voxel_observations(graph, vd, images, sub_progress(progress, 0.25, 0.33))
     candidates = selection.top_k(conf, params.top_k)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -48,6 +49,18 @@ SUBJECT_FILL = 0.7  # the subject's larger side, as a fraction of the frame, in 
 HELDOUT_ROTATION_DEG = 180.0 / (1 + 5 ** 0.5)  # held-out lattice turned between the training cameras
 
 
+class _Renamed(argparse.Action):
+    """An option's old name, still accepted for a while, with a warning naming the new one."""
+
+    def __init__(self, *args, new_name: str, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self.new_name = new_name
+
+    def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[no-untyped-def]
+        print(f"warning: {option_string} is deprecated; use {self.new_name}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_argument_group("input (a textured mesh, an image, or an image and a white mesh, "
                                        "or a view set with or without a mesh)")
@@ -58,7 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="OUT.ply (side results in OUT_files/) or a folder")
     defaults = Params()
     for name, kind, text in (
-        ("views", int, "cameras to fit to"), ("size", int, "view size in pixels"),
+        ("view-count", int, "cameras to fit to"), ("size", int, "view size in pixels"),
         ("rounds", int, "IM-3D refinement rounds (image input)"), ("iterations", int, "iterations of the first fit"),
         ("gaussians", int, "initial Gaussians"), ("max-gaussians", int, "most Gaussians densification may reach"),
         ("sh-degree", int, "spherical-harmonic degree 0-3"),
@@ -69,6 +82,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         attr = name.replace("-", "_")
         parser.add_argument(f"--{name}", dest=attr, type=kind, default=None,
                             help=f"{text} (default {getattr(defaults, attr)!r})")
+    # `views` is a view set elsewhere in the house; the count was --views until 2026-12
+    parser.add_argument("--views", dest="view_count", type=int, default=None, action=_Renamed,
+                        new_name="--view-count", help=argparse.SUPPRESS)
     parser.add_argument("--force-cpu", dest="force_cpu", action="store_true", default=None,
                         help="run a large video model on the CPU anyway")
 
@@ -223,8 +239,8 @@ def _from_mesh(path: Path, params: Params, ply: Path, side: Path, progress: Prog
     if texture is None:
         raise InputError(f"{path.name}: the mesh has no base-colour texture on a UV map, so there is nothing to "
                          "fit; give an image of the subject too (--image) to reconstruct a white mesh")
-    cameras = sphere_cameras(params.views, params.size)
-    held_cameras = sphere_cameras(heldout_count(params.views), params.size, rotation_deg=HELDOUT_ROTATION_DEG)
+    cameras = sphere_cameras(params.view_count, params.size)
+    held_cameras = sphere_cameras(heldout_count(params.view_count), params.size, rotation_deg=HELDOUT_ROTATION_DEG)
     progress(0.0, "rendering the textured mesh")
     images, masks = render_mesh_views(mesh, texture, cameras)
     held_images, held_masks = render_mesh_views(mesh, texture, held_cameras)
@@ -263,8 +279,8 @@ def _from_image(image_path: Path, mesh_path: Path | None, params: Params, ply: P
     mesh, norm, texture = load_mesh_and_texture(mesh_path) if mesh_path is not None else (None, None, None)
     progress(0.0, f"loading {params.model}")
     video_model = load_orbit_model(params.model, params.device, params.force_cpu,  # params.model: its name
-                                   frames=params.views + 4, size=params.video_size)
-    cameras = orbit("horizontal", video_model.frame_count(params.views), params.size)
+                                   frames=params.view_count + 4, size=params.video_size)
+    cameras = orbit("horizontal", video_model.frame_count(params.view_count), params.size)
     options = VideoOptions(prompt=params.prompt or ORBIT_PROMPT, steps=params.steps, seed=params.seed,
                            size=params.video_size)
     share = 1.0 / (2 + 2 * params.rounds)  # generate, fit, then (refine, refit) per round

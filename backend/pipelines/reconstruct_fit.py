@@ -24,7 +24,7 @@ BACKGROUND = (1.0, 1.0, 1.0)
 
 @dataclass
 class Params:
-    views: int = 64  # how many cameras to fit to (a count; the image path rounds up to a frame count the video model makes)
+    view_count: int = 64  # how many cameras to fit to (the image path rounds up to a frame count the video model makes)
     size: int = 256  # image size of the views the Gaussians are fitted to
     rounds: int = 2  # IM-3D refinement rounds (image path)
     iterations: int = 1000  # fitting iterations of the first fit (at most: a mesh fit stops early); each refit uses half
@@ -48,8 +48,8 @@ class Params:
             self.max_gaussians = 2 * self.gaussians
         if self.views_frame not in VIEWS_FRAMES:
             raise ValueError(f"unknown views_frame {self.views_frame!r}; use one of {', '.join(VIEWS_FRAMES)}")
-        if self.views < 2 or self.views > 1000:
-            raise ValueError("views must be between 2 and 1000")
+        if self.view_count < 2 or self.view_count > 1000:
+            raise ValueError("view_count must be between 2 and 1000")
         if self.size < 16 or self.size > 4096:
             raise ValueError("size must be between 16 and 4096")
         if self.rounds < 0 or self.rounds > 10:

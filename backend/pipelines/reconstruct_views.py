@@ -76,7 +76,7 @@ def from_views(views_path: Path, mesh_path: Path | None, params: "Params", ply: 
     result = fit(init, training, fit_config(params, params.iterations), sub_progress(progress, 0.05, 0.97),
                  heldout=heldout)
     rendered, _ = render_views(result.gaussians, training.cameras, BACKGROUND, device=params.device)
-    report = {"source": "views", "views": len(cams), "view_size": [cams[0].width, cams[0].height],
+    report = {"source": "view_set", "view_count": len(cams), "view_size": [cams[0].width, cams[0].height],
               "gaussians": len(result.gaussians), "iterations": result.iterations,
               "stopped_early": result.stopped_early, "fit_seconds": round(result.seconds, 2),
               "training_psnr_db": round(psnr(rendered, training.images), 2), "losses": result.losses,

@@ -66,7 +66,7 @@ def test_cli_options_switch_the_beyond_paper_stages(cube_case, tmp_path: Path) -
     base = ["bake", str(glb), str(views), "--texture-size", "64", "--voxel-res", "16"]
     assert cli.main([*base, "--out", str(tmp_path / "on.glb")]) == 0
     on = json.loads((tmp_path / "on_files" / "report.json").read_text())
-    assert "alignment" in on and len(on["frame_detail"]) == on["views"] and "seam_blended_texels" in on
+    assert "alignment" in on and len(on["frame_detail"]) == on["view_count"] and "seam_blended_texels" in on
     assert cli.main([*base, "--out", str(tmp_path / "off.glb"), "--no-align", "--detail-weight", "0",
                      "--no-seam-blend", "--no-seam-levelling"]) == 0
     off = json.loads((tmp_path / "off_files" / "report.json").read_text())

@@ -44,10 +44,27 @@ def test_registered_and_importable_without_torch():
     assert load("reconstruct") is R
     code = "import sys; import backend.pipelines.reconstruct as r; r.Params(); sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
-    params = parse_params(R.Params, {"views": 16, "size": 64, "rounds": 3, "strength": 0.4})
-    assert (params.views, params.rounds, params.strength) == (16, 3, 0.4)
+    params = parse_params(R.Params, {"view_count": 16, "size": 64, "rounds": 3, "strength": 0.4})
+    assert (params.view_count, params.rounds, params.strength) == (16, 3, 0.4)
     with pytest.raises(InputError):
-        parse_params(R.Params, {"views": 1})
+        parse_params(R.Params, {"view_count": 1})
+
+
+def test_view_count_flag_and_its_old_name(capsys):
+    from backend.cli import build_parser, params_from_flags
+
+    def params(*flags: str) -> R.Params:
+        args = build_parser("reconstruct").parse_args(["reconstruct", "--mesh", "m.glb", "--out", "o.ply", *flags])
+        return parse_params(R.Params, params_from_flags(R.Params, vars(args)))
+
+    assert params("--view-count", "12").view_count == 12 and params().view_count == R.Params().view_count
+    assert "deprecated" not in capsys.readouterr().err
+    assert params("--views", "9").view_count == 9  # the old name still works, and says what replaced it
+    assert "--views is deprecated; use --view-count" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        build_parser("reconstruct").parse_args(["reconstruct", "--help"])
+    shown = capsys.readouterr().out
+    assert "--view-count" in shown and "--views " not in shown.replace("--views-frame", "")  # not offered
 
 
 def test_texture_loads_and_samples_like_the_file(tmp_path):
@@ -67,7 +84,7 @@ def test_textured_mesh_to_gaussians(tmp_path):
     mesh_path = textured_glb(tmp_path / "asset.glb")
     before = mesh_path.read_bytes()
     out = tmp_path / "result.ply"
-    results = R.run({"mesh": mesh_path}, R.Params(views=12, size=48, iterations=150, gaussians=1500, sh_degree=1),
+    results = R.run({"mesh": mesh_path}, R.Params(view_count=12, size=48, iterations=150, gaussians=1500, sh_degree=1),
                     out, lambda f, s: None)
     assert results["gaussians"] == out and mesh_path.read_bytes() == before
     g = read_ply(out)
@@ -88,7 +105,7 @@ def test_input_errors(tmp_path):
     white = tmp_path / "white.glb"
     trimesh.creation.box().export(white)
     with pytest.raises(InputError, match="no base-colour texture"):
-        R.run({"mesh": white}, R.Params(views=4, size=16), tmp_path / "o.ply", lambda f, s: None)
+        R.run({"mesh": white}, R.Params(view_count=4, size=16), tmp_path / "o.ply", lambda f, s: None)
     with pytest.raises(InputError, match="needs a textured mesh"):
         R.run({}, R.Params(), tmp_path / "o.ply", lambda f, s: None)
     box_ply = tmp_path / "box.ply"
@@ -111,7 +128,7 @@ def _subject_png(path: Path) -> Path:
 
 def test_image_path_without_weights_names_the_model(tmp_path, models_dir):
     with pytest.raises(MissingWeightsError) as err:
-        R.run({"image": _subject_png(tmp_path / "s.png")}, R.Params(views=8, size=32), tmp_path / "o.ply",
+        R.run({"image": _subject_png(tmp_path / "s.png")}, R.Params(view_count=8, size=32), tmp_path / "o.ply",
               lambda f, s: None)
     assert "wan2.1-i2v-14b-480p" in str(err.value) and "python -m backend models download" in str(err.value)
     assert "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers" in str(err.value)
@@ -121,7 +138,7 @@ def test_im3d_loop_runs_end_to_end_with_a_tiny_random_video_model(tmp_path, mode
     save_tiny_wan_i2v(models_dir / "wan2.1-i2v-14b-480p")
     image = _subject_png(tmp_path / "subject.png")
     stages = []
-    params = R.Params(views=8, size=32, rounds=2, iterations=40, gaussians=500, sh_degree=0, steps=2,
+    params = R.Params(view_count=8, size=32, rounds=2, iterations=40, gaussians=500, sh_degree=0, steps=2,
                       video_size=32, strength=0.6)
     results = R.run({"image": image}, params, tmp_path / "out", lambda f, s: stages.append(s))
     report = json.loads(results["report"].read_text())

@@ -38,7 +38,7 @@ def test_blender_frame_view_set_with_a_mesh(case: dict, tmp_path: Path) -> None:
     out = tmp_path / "g.ply"
     results = R.run({"view_set": case["views"], "mesh": case["glb"]}, R.Params(**FIT), out, lambda f, s: None)
     report = json.loads(results["report"].read_text())
-    assert report["source"] == "views" and report["views"] == 16 and report["heldout_views"] == 2
+    assert report["source"] == "view_set" and report["view_count"] == 16 and report["heldout_views"] == 2
     assert report["views_frame"]["views_frame"] == "blender"
     assert report["training_psnr_db"] > 18 and report["heldout_psnr_db"] > 15, report
     g = read_ply(out)

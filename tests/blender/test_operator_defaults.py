@@ -28,7 +28,7 @@ EXPECTED = {
     "texture_selected": {"generator", "frames", "size", "seed", "texture_size", "voxel_res"},
     "bake_from_cameras": {"method", "texture_size", "voxel_res", "align"},
     "batch_collection": {"generator", "frames", "method", "texture_size", "voxel_res", "align"},
-    "reconstruct_gaussians": {"views", "size", "iterations", "gaussians", "rounds", "sh_degree"},
+    "reconstruct_gaussians": {"view_count", "size", "iterations", "gaussians", "rounds", "sh_degree"},
     "complete_back": {"engine", "scene", "resolution", "symmetry"},
     "refine_subject": {"inpainter", "frames", "size", "source_view", "anchors"},
     "render_orbit_preview": set(),

@@ -17,7 +17,7 @@ from orbitex_testing import NEEDS_BACKEND
 
 pytestmark = NEEDS_BACKEND
 
-TINY = dict(views=4, size=32, iterations=8, gaussians=300, sh_degree=1, rounds=0)
+TINY = dict(view_count=4, size=32, iterations=8, gaussians=300, sh_degree=1, rounds=0)
 
 
 
@@ -101,7 +101,7 @@ def test_execute_adds_gaussians_at_the_textured_mesh(session):
     _check_result(source, bpy.data.objects["Ball Exec Gaussians"], report["gaussians"])
     assert "Gaussians" in job.message and "PSNR" in job.message
     record = session.local_backend().client().job(job.backend_id)
-    assert record["params"]["views"] == TINY["views"] and record["params"]["size"] == TINY["size"]
+    assert record["params"]["view_count"] == TINY["view_count"] and record["params"]["size"] == TINY["size"]
     assert _snapshot(source) == before  # the source is untouched
     assert bpy.context.view_layer.objects.active == source
 
