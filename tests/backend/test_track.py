@@ -39,8 +39,27 @@ def _exact_unseen(mesh, source_cam, target) -> np.ndarray:  # type: ignore[no-un
     return out
 
 
+def _on_source_silhouette(source_cam, source_mask: np.ndarray, target) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """Target pixels whose surface point lands on the source's silhouette ring: a covered source
+    pixel with an uncovered 8-neighbour, or an uncovered one with a covered neighbour."""
+    import cv2
+
+    k = np.ones((3, 3), np.uint8)
+    ring = (cv2.dilate(source_mask.astype(np.uint8), k) > 0) & ~(cv2.erode(source_mask.astype(np.uint8), k) > 0)
+    pix, depth = source_cam.project(target.position.reshape(-1, 3).astype(np.float64))
+    col, row = np.floor(pix[:, 0]).astype(int), np.floor(pix[:, 1]).astype(int)
+    inside = (depth > 0) & (col >= 0) & (col < source_mask.shape[1]) & (row >= 0) & (row < source_mask.shape[0])
+    out = np.zeros(len(col), dtype=bool)
+    out[inside] = ring[row[inside], col[inside]]
+    return out.reshape(target.mask.shape) & target.mask
+
+
 @pytest.mark.parametrize("mesh_fn", [can_mesh, blob_mesh])
 def test_geometry_backward_mask_matches_renderer_visibility(mesh_fn) -> None:  # type: ignore[no-untyped-def]
+    """Every frame agrees exactly with the renderer except where the surface lands on the source's
+    one-pixel silhouette ring: there the 2x-finer ground truth resolves slivers seen at 85-90 degrees
+    that a source render at its own resolution cannot (at a grazing target, one source pixel of
+    the rim spans many target pixels, so this sub-pixel band costs up to 7 % IoU per frame)."""
     mesh = mesh_fn()
     cams = orbit("horizontal", FRAMES, SIZE)
     views = mesh_view_geometry(render_gbuffers(mesh, cams), cams)
@@ -50,7 +69,10 @@ def test_geometry_backward_mask_matches_renderer_visibility(mesh_fn) -> None:  #
         mask = backward_unseen(views[i], views[0], tol)
         truth = _exact_unseen(mesh, cams[0], views[i])
         assert truth.sum() > 500
-        print(mesh_fn.__name__, i, round(iou(mask, truth), 4))
+        ring = _on_source_silhouette(cams[0], views[0].mask, views[i])
+        print(mesh_fn.__name__, i, round(iou(mask, truth), 4), "off the silhouette ring:",
+              round(iou(mask & ~ring, truth & ~ring), 4))
+        assert iou(mask & ~ring, truth & ~ring) >= 0.995, (i, iou(mask & ~ring, truth & ~ring))
         assert iou(mask, truth) >= 0.93, (i, iou(mask, truth))
         inter, union = inter + int((mask & truth).sum()), union + int((mask | truth).sum())
     assert inter / union >= 0.95, inter / union
