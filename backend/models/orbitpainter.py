@@ -26,7 +26,8 @@ from ..progress import Progress
 from ..render.conditioning import encode_normals, encode_positions
 from .generators import check_model_memory, pick_device
 from .types import GenerateOptions, Orbit, Reference, validate_modes
-from .wan_common import check_shape, square_reference, start_step
+from .held import start_step
+from .wan_common import check_shape, square_reference
 
 STEPS = 50
 CFG = 6.0

@@ -37,7 +37,8 @@ import numpy as np
 import torch
 
 from ..errors import OrbitexError
-from .wan_common import LatentHold, from_pil, held_scheduler, latent_mask, seeded_noise, start_step
+from .held import LatentHold, held_scheduler, seeded_noise, start_step
+from .wan_common import from_pil, latent_mask
 
 ARCHITECTURES_FILE = "diffsynth_models.json"
 SIGMA_SHIFT = 5.0

@@ -35,7 +35,7 @@ INSTALL_HINT = "python -m backend models download {name}"
 class ModelSpec:
     name: str
     kind: str  # what loads it: "diffusers-wan-vace", "diffusers-wan-i2v", "diffsynth-wan-fun", "lora-files",
-    # "trellis-sparse-structure", "direct3d-s2-dense", "diffusers-sd-inpaint", "cotracker3"
+    # "trellis-sparse-structure", "direct3d-s2-dense", "diffusers-sd-inpaint", "diffusers-sd", "cotracker3"
     description: str
     repo_id: str | None  # Hugging Face repository; None = a local folder only (see `install`)
     revision: str = "main"  # a commit hash pins it; a branch is pinned at download time (lock file)
@@ -76,6 +76,17 @@ MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (
         "sd-inpaint", "diffusers-sd-inpaint",
         "Stable Diffusion 1.5 inpainting (diffusers): refine's sd-inpaint inpainter and its subject LoRA",
         "stable-diffusion-v1-5/stable-diffusion-inpainting", size_gb=4.3,
+        allow_patterns=("model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
+                        "vae/config.json", "vae/diffusion_pytorch_model.safetensors", "text_encoder/config.json",
+                        "text_encoder/model.safetensors", "tokenizer/*", "scheduler/*"),
+        required=("model_index.json", "unet/*.safetensors", "vae/*.safetensors", "text_encoder/*.safetensors",
+                  "tokenizer/*", "scheduler/*"),
+        extra={"unused_components": ("safety_checker", "feature_extractor")},  # named in model_index.json, not loaded
+    ),
+    ModelSpec(
+        "sd-v1-5", "diffusers-sd",
+        "Stable Diffusion 1.5 (diffusers): refine's mv-sd multi-view consistency stage (img2img over a grid of views)",
+        "stable-diffusion-v1-5/stable-diffusion-v1-5", size_gb=4.3,
         allow_patterns=("model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
                         "vae/config.json", "vae/diffusion_pytorch_model.safetensors", "text_encoder/config.json",
                         "text_encoder/model.safetensors", "tokenizer/*", "scheduler/*"),

@@ -5,7 +5,7 @@ the cameras only fix the frame count; frame 0 is the input image's view).
 refine (IM-3D's loop): the frames are VAE-encoded, noised along the flow-matching path to the
 sigma where the last `strength` part of the schedule starts (x_s = (1 - s) x_0 + s * noise), and
 denoised with the same image conditioning over that part, by handing the pipeline these latents
-and a copy of its scheduler that starts there (wan_common.held_scheduler, the texture generators'
+and a copy of its scheduler that starts there (held.held_scheduler, the texture generators'
 mechanism).
 """
 from __future__ import annotations
@@ -20,7 +20,8 @@ from ..errors import InputError
 from ..progress import Progress
 from ..assets.cameras import Camera
 from .video import VideoOptions
-from .wan_common import held_scheduler, seeded_noise, start_step, vae_latents
+from .held import held_scheduler, seeded_noise, start_step
+from .wan_common import vae_latents
 
 
 class WanI2VOrbitModel:

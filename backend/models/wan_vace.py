@@ -6,7 +6,7 @@ image, and the prompt describes the asset. The horizontal orbit is generated fir
 orbit then gets the horizontal orbit's frame 0 as an inactive (kept) VACE frame and its latents
 are held to that frame's, so both orbits start from the same picture of the shared reference view.
 
-Modes (wan_common.held_scheduler, swapped in as the pipeline's scheduler): partial denoise encodes
+Modes (held.held_scheduler, swapped in as the pipeline's scheduler): partial denoise encodes
 the init frames with the VAE, noises them to the sigma of the `strength` point of the schedule and
 runs only the remaining steps. Masked mode passes the mask to VACE (mask 1 = regenerate; the masked
 pixels of the init frames are greyed out) and, at every step, resets the latents outside the mask
@@ -28,8 +28,8 @@ from ..progress import Progress, sub_progress
 from ..render.conditioning import encode_normals
 from .generators import check_model_memory, model_for, pick_device
 from .types import GenerateOptions, Orbit, Reference, validate_modes
-from .wan_common import (LatentHold, check_shape, held_scheduler, latent_mask, seeded_noise,
-                         square_reference, start_step, to_pil, vae_latents)
+from .held import LatentHold, held_scheduler, seeded_noise, start_step
+from .wan_common import check_shape, latent_mask, square_reference, to_pil, vae_latents
 
 DEFAULT_STEPS = 30
 DEFAULT_GUIDANCE = 5.0

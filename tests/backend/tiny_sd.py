@@ -1,6 +1,7 @@
-"""A tiny randomly initialised Stable Diffusion inpainting pipeline (9-channel UNet, VAE, CLIP text
-encoder, byte-level CLIP tokenizer), built from configs in code and saved with safetensors in the
-diffusers layout, for tests that run the real registry, loading and training code."""
+"""Tiny randomly initialised Stable Diffusion pipelines (inpainting: 9-channel UNet; text-to-image:
+4-channel; VAE, CLIP text encoder, byte-level CLIP tokenizer), built from configs in code and saved
+with safetensors in the diffusers layout, for tests that run the real registry, loading and
+training code."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,9 +23,8 @@ def tiny_clip_tokenizer():  # type: ignore[no-untyped-def]
     return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=24)
 
 
-def build_tiny_sd_inpaint(folder: Path, seed: int = 0) -> Path:
-    """Save a tiny StableDiffusionInpaintPipeline into `folder` (model_index.json + component folders)."""
-    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionInpaintPipeline, UNet2DConditionModel
+def _components(in_channels: int, seed: int) -> dict:  # type: ignore[type-arg]
+    from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(seed)
@@ -33,7 +33,7 @@ def build_tiny_sd_inpaint(folder: Path, seed: int = 0) -> Path:
         hidden_size=16, intermediate_size=32, num_attention_heads=2, num_hidden_layers=1, projection_dim=16,
         vocab_size=len(tokenizer), max_position_embeddings=24, bos_token_id=0, eos_token_id=1, pad_token_id=1))
     unet = UNet2DConditionModel(
-        sample_size=SIDE // 2, in_channels=9, out_channels=4, layers_per_block=1, block_out_channels=(16, 32),
+        sample_size=SIDE // 2, in_channels=in_channels, out_channels=4, layers_per_block=1, block_out_channels=(16, 32),
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
         cross_attention_dim=16, attention_head_dim=4, norm_num_groups=8)
     vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
@@ -41,8 +41,22 @@ def build_tiny_sd_inpaint(folder: Path, seed: int = 0) -> Path:
                         norm_num_groups=8, sample_size=SIDE)
     scheduler = PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", skip_prk_steps=True,
                               steps_offset=1, num_train_timesteps=1000)
-    pipe = StableDiffusionInpaintPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-                                          scheduler=scheduler, safety_checker=None, feature_extractor=None,
-                                          requires_safety_checker=False)
-    pipe.save_pretrained(str(folder), safe_serialization=True)
+    return {"vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer, "unet": unet, "scheduler": scheduler,
+            "safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}
+
+
+def build_tiny_sd_inpaint(folder: Path, seed: int = 0) -> Path:
+    """Save a tiny StableDiffusionInpaintPipeline into `folder` (model_index.json + component folders)."""
+    from diffusers import StableDiffusionInpaintPipeline
+
+    StableDiffusionInpaintPipeline(**_components(9, seed)).save_pretrained(str(folder), safe_serialization=True)
+    return folder
+
+
+def build_tiny_sd(folder: Path, seed: int = 0) -> Path:
+    """Save a tiny text-to-image StableDiffusionPipeline (4-channel UNet) into `folder`: what an
+    SD 1.5 repository holds, loaded by refine's mv-sd stage as an img2img pipeline."""
+    from diffusers import StableDiffusionPipeline
+
+    StableDiffusionPipeline(**_components(4, seed)).save_pretrained(str(folder), safe_serialization=True)
     return folder
