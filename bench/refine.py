@@ -152,7 +152,7 @@ def main() -> None:
         results["input"] = {"views": input_views}
         for name, anchors in (("single-stage", [180.0]), ("progressive", [20.0, 90.0, 180.0])):
             params = parse_params(refine.Params, {"frames": args.frames, "size": args.size, "source_view": "auto",
-                                                  "anchors": anchors, "voxel_res": 128,
+                                                  "anchors": anchors, "bake": {"voxel_res": 128},
                                                   "opencv_method": args.opencv_method})
             t = time.perf_counter()
             out = refine.run({"asset": asset, "subject": subject}, params, folder / f"{name}.glb", no_progress)

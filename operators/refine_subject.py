@@ -30,6 +30,10 @@ INPAINTERS = [("opencv", "OpenCV (no weights)", "Colours carried from the views 
                "inpainting for what none saw"),
               ("sd-inpaint", "Stable Diffusion", "Stable Diffusion inpainting with a subject LoRA (needs weights: "
                "python -m backend models download sd-inpaint)")]
+CONSISTENCY = [("none", "None (no weights)", "The asset is refit from the painted views as they are"),
+               ("mv-sd", "Multi-view SD", "Stable Diffusion img2img over grids of the painted views draws them into "
+                "agreement before the refit; seen pixels kept (needs weights: python -m backend models download "
+                "sd-v1-5)")]
 
 
 class OrbitexSubjectImage(bpy.types.PropertyGroup):
@@ -156,6 +160,8 @@ class RefineOptions:
                                 description="'auto' (the view that looks most like the first photo) or a frame number")
     anchors: StringProperty(name="Anchors", default="20,90,180",
                             description="Stages of the progressive inpainting, in degrees from the source view")
+    consistency: EnumProperty(name="Consistency", items=CONSISTENCY, default="none",
+                              description="Multi-view consistency stage before the rebake / refit")
 
 
 class ORBITEX_OT_refine_subject(RefineOptions, bpy.types.Operator):
@@ -180,7 +186,7 @@ class ORBITEX_OT_refine_subject(RefineOptions, bpy.types.Operator):
         except ValueError:
             raise SubmitError(f"anchors are comma-separated degrees such as 20,90,180, not {self.anchors!r}") from None
         return {"inpainter": self.inpainter, "frames": self.frames, "size": self.size,
-                "source_view": self.source_view.strip() or "auto", "anchors": anchors}
+                "source_view": self.source_view.strip() or "auto", "anchors": anchors, "consistency": self.consistency}
 
     def _submit(self, context) -> tuple[Job, BackendClient | None]:
         return submit(find_asset(context.active_object), [s.name for s in self.subjects], self.params())

@@ -34,7 +34,7 @@ class ORBITEX_PT_refine(_OrbitexSidebar, bpy.types.Panel):
             row.operator("orbitex.refine_subject_remove", text="", icon="X").index = i
         col.operator("orbitex.refine_subject_add", icon="ADD")
         layout.use_property_split = True
-        for name in ("inpainter", "frames", "size", "source_view", "anchors"):
+        for name in ("inpainter", "consistency", "frames", "size", "source_view", "anchors"):
             layout.prop(settings, name)
         op = layout.operator("orbitex.refine_subject", icon="BRUSH_DATA")
         copy_options(settings, op, (RefineOptions,))

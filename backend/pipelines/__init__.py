@@ -59,10 +59,12 @@ def output_paths(out: str | Path, suffix: str | tuple[str, ...], default_name: s
     return out / default_name, out
 
 
-def parse_params(params_cls: type, values: dict[str, Any] | None, prefix: str = "") -> Any:
+def parse_params(params_cls: type, values: dict[str, Any] | None, prefix: str = "", base: Any = None) -> Any:
     """Build a Params dataclass from a JSON dict, refusing unknown keys and wrong types. A field whose
-    type is itself a dataclass (texture's `bake: BakeParams`) takes a JSON object, parsed the same way;
-    errors name nested keys with dots (`bake.method`)."""
+    type is itself a dataclass (texture's `bake: BakeParams`) takes a JSON object, parsed the same way
+    over the field's own default (refine's `bake` defaults differ from BakeParams'), so keys left out
+    keep the job's defaults; errors name nested keys with dots (`bake.method`). `base`: the instance
+    whose values stand for the keys left out (default: the class's defaults)."""
     values = dict(values or {})
     fields = {f.name: f for f in dataclasses.fields(params_cls)}
     unknown = sorted(set(values) - set(fields))
@@ -71,14 +73,22 @@ def parse_params(params_cls: type, values: dict[str, Any] | None, prefix: str = 
                          f"known: {', '.join(prefix + k for k in sorted(fields))}")
     hints = typing.get_type_hints(params_cls)
     for key, value in values.items():
-        values[key] = _coerce(prefix + key, value, hints[key])
+        values[key] = _coerce(prefix + key, value, hints[key], _field_default(fields[key]))
     try:
-        return params_cls(**values)
+        return dataclasses.replace(base, **values) if base is not None else params_cls(**values)
     except (TypeError, ValueError) as exc:
         raise InputError(f"{prefix[:-1]}: {exc}" if prefix else str(exc)) from None
 
 
-def _coerce(key: str, value: Any, hint: Any) -> Any:
+def _field_default(f: dataclasses.Field) -> Any:  # type: ignore[type-arg]
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None
+
+
+def _coerce(key: str, value: Any, hint: Any, default: Any = None) -> Any:
     options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, getattr(__import__("types"), "UnionType", None)) else (hint,)
     if value is None and type(None) in options:
         return None
@@ -87,7 +97,8 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
             if isinstance(value, option):
                 return value
             if isinstance(value, dict):
-                return parse_params(option, value, prefix=key + ".")
+                return parse_params(option, value, prefix=key + ".",
+                                    base=default if isinstance(default, option) else None)
             continue
         if option is bool and isinstance(value, bool):
             return value

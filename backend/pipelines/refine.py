@@ -5,8 +5,10 @@ rendered from an orbit around the source view (a horizontal and a vertical orbit
 each, sharing frame 0 = the source); each frame's pixels are tracked back to the source and to
 the frames finished before it (`tracker`: exact depth-tested reprojection through the rendered
 geometry, or DIS optical flow chained along the orbit, or CoTracker3 when its weights are
-installed); the frames are painted outward in stages (anchors 20, 90, 180 degrees), and the
-refined frames become the asset again:
+installed); the frames are painted outward in stages (anchors 20, 90, 180 degrees); with
+`consistency` mv-sd the painted frames are then drawn into agreement with each other and the source
+(Stable Diffusion img2img over grids of views, seen pixels held; backend/models/mv_consistency.py);
+and the refined frames become the asset again:
   textured mesh (GLB/glTF/OBJ)  rebaked onto its own UV map (the bake's MRF view selection, the source
                                 view locked where it sees the surface); texels the source view sees keep
                                 the input texture exactly. Result: OUT.glb, the input glTF as it was
@@ -31,6 +33,7 @@ Inputs (service roles; upload each file under its role's form field):
 The CLI: python -m backend refine ASSET --subject IMG [IMG ...] --out OUT(.glb|.ply)
     [--source-view auto|N|transforms.json] [--inpainter opencv|sd-inpaint] [--anchors 20,90,180]
     [--strength 0.3] [--frames 61] [--size 512] [--train-lora/--no-train-lora] [--tracker geometry|flow|cotracker]
+    [--consistency none|mv-sd] [--texture-size N] [--voxel-res N] [--uv-map NAME]  (the last three: params.bake)
 Side results in OUT_files/ (or the --out folder): report.json, frames.png (input renders, unseen
 masks and refined frames of a few views), texture.png (meshes), frames/NNN.ply + frames.json (4D Gaussians).
 This module is the dispatcher (inputs, CLI, run); below it: refine_mesh / refine_gaussians / refine_animated
@@ -46,7 +49,7 @@ from pathlib import Path
 from ..errors import InputError
 from ..progress import Progress
 from . import output_paths
-from .refine_types import Params
+from .refine_types import CONSISTENCY, Params
 
 NAME = "refine"
 MAX_SUBJECTS = 8
@@ -96,13 +99,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tracker", choices=["geometry", "flow", "cotracker"], help="default geometry")
     parser.add_argument("--train-lora", dest="train_lora", action=argparse.BooleanOptionalAction, default=None,
                         help="sd-inpaint: train the subject LoRA (cached per subject; default on)")
+    parser.add_argument("--consistency", choices=list(CONSISTENCY),
+                        help="before the rebake/refit: none (default, the refit alone) or mv-sd (Stable Diffusion "
+                             "img2img over grids of the refined views; needs weights)")
+    # flags of the nested rebake options: dest "bake.NAME" fills params.bake (backend/cli.py)
+    parser.add_argument("--texture-size", dest="bake.texture_size", type=int,
+                        help="largest side the rebake bakes at (default 2048; the result keeps the input texture's size)")
+    parser.add_argument("--voxel-res", dest="bake.voxel_res", type=int, help="rebake surface voxels (default 128)")
+    parser.add_argument("--uv-map", dest="bake.uv_map", help="the UV map the texture lives on (default: the first)")
     defaults = Params()
     for name, kind, text in (("strength", float, "sd-inpaint denoising strength"), ("frames", int, "views per orbit"),
                              ("size", int, "frame size in pixels"), ("lora-steps", int, "LoRA training steps"),
                              ("model", str, "sd-inpaint model"), ("prompt", str, "inpainting prompt"),
                              ("dilate", int, "unseen-mask dilation in pixels"),
-                             ("texture-size", int, "rebaked texture side (default: the input's)"),
-                             ("voxel-res", int, "bake surface voxels"), ("iterations", int, "Gaussian refit iterations"),
+                             ("iterations", int, "Gaussian refit iterations"),
+                             ("consistency-model", str, "mv-sd model"),
+                             ("consistency-strength", float, "mv-sd img2img strength"),
                              ("time-frames", int, "animation frames sampled (animated assets)"),
                              ("seed", int, "random seed"), ("device", str, "auto, cpu or cuda")):
         attr = name.replace("-", "_")
@@ -162,6 +174,10 @@ def check_models(params: Params) -> None:
     from ..models.inpaint import require_inpainter
 
     checks = [lambda: require_inpainter(params.inpainter, params.model)]
+    if params.consistency != "none":
+        from ..models.mv_consistency import require_weights
+
+        checks.append(lambda: require_weights(params.consistency_model))
     if params.tracker == "cotracker":
         from .refine_tracking import cotracker_module
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -93,7 +94,7 @@ def refine_animated(inputs: dict[str, Path], subjects: list[Path], params: "Para
     from ..assets.cameras import Camera
     from ..track.geometry import DEPTH_TOLERANCE, reproject, surface_points
     from .baked_glb import write_baked_glb
-    from .refine_frames import frames_sheet, make_inpainter, refine_cameras, render_mesh, source_c2w
+    from .refine_frames import frames_sheet, make_consistent, make_inpainter, refine_cameras, render_mesh, source_c2w
     from .refine_progressive import progressive_inpaint
     from .refine_types import Rendered
 
@@ -142,7 +143,8 @@ def refine_animated(inputs: dict[str, Path], subjects: list[Path], params: "Para
 
         inpainter = make_inpainter(params, subjects, sub_progress(progress, 0.1, 0.2))
         refined = progressive_inpaint(images_all, masks_all, cameras, 0, params.anchors, correspond, inpainter,
-                                      params.prompt, params.dilate, progress=sub_progress(progress, 0.2, 0.55))
+                                      params.prompt, params.dilate, progress=sub_progress(progress, 0.2, 0.5))
+        consistency = make_consistent(refined, params, sub_progress(progress, 0.5, 0.55))
         new_texture, bake_report = _bake_over_time(meshes, texture, orbit_cams, refined.images, masks_all, views[0],
                                                    params, sub_progress(progress, 0.55, 0.9))
         progress(0.9, "writing results")
@@ -154,7 +156,7 @@ def refine_animated(inputs: dict[str, Path], subjects: list[Path], params: "Para
         else:
             results.update(_gaussian_sequence(target.mesh, posed, times, new_texture, params, main, side))
     report = {"source": source_info, "animation": description, "times": [float(t) for t in times],
-              "inpainter": inpainter.name, "tracker": params.tracker, "bake": bake_report,
+              "inpainter": inpainter.name, "tracker": params.tracker, "bake": bake_report, "consistency": consistency,
               "progressive": {k: v for k, v in refined.report.items() if k != "frames"}}
     return results, report
 
@@ -173,13 +175,12 @@ def _bake_over_time(meshes: list["Mesh"], texture: np.ndarray, orbit_cams, image
 
     from ..assets.viewset import ViewSet
     from ..bake.baker import bake
-    from ..bake.params import BakeParams
     from ..bake.uv_raster import texel_samples
     from ..track.geometry import DEPTH_TOLERANCE, reproject
     from .refine_mesh import source_seen_texels
 
     h, w = texture.shape[:2]
-    size = params.texture_size or max(h, w)
+    size = params.rebake(max(h, w)).texture_size
     per_time = len(orbit_cams)
     texels = texel_samples(meshes[0], size)
     best = np.full((size, size), -1.0)
@@ -188,8 +189,7 @@ def _bake_over_time(meshes: list["Mesh"], texture: np.ndarray, orbit_cams, image
     for t, mesh in enumerate(meshes):
         sl = slice(t * per_time, (t + 1) * per_time)
         views = ViewSet(list(orbit_cams), images[sl], masks[sl], [f"t{t}_{i:03d}" for i in range(per_time)])
-        result = bake(mesh, views, BakeParams(method="mrf", texture_size=size, voxel_res=params.voxel_res,
-                                              lock_reference=t == 0, reference_view=0, align=False),
+        result = bake(mesh, views, replace(params.rebake(max(h, w)), lock_reference=t == 0),
                       sub_progress(progress, t / len(meshes), (t + 1) / len(meshes)))
         seconds += result.report.get("seconds_total", 0.0)
         from ..track.geometry import mesh_view_geometry

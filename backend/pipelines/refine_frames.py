@@ -184,6 +184,29 @@ def refine_frames(rendered: Rendered, params: Params, inpainter, tolerance: floa
                                inpainter, params.prompt, params.dilate, BACKGROUND, progress=progress)
 
 
+def make_consistency(params: Params):  # type: ignore[no-untyped-def]
+    """The consistency stage run on the painted frames before the rebake/refit: None for "none"."""
+    from ..models.mv_consistency import load_consistency
+
+    if params.consistency == "none":
+        return None
+    return load_consistency(params.consistency, model=params.consistency_model, strength=params.consistency_strength,
+                            seed=params.seed, device=params.device)
+
+
+def make_consistent(refined, params: Params, progress: Progress) -> dict:  # type: ignore[no-untyped-def]
+    """`refined` (refine_progressive.Refined) with its frames through the consistency stage, in
+    place: only the pixels no finished frame saw (its unseen masks) may change. Returns the report."""
+    stage = make_consistency(params)
+    if stage is None:
+        return {"stage": "none"}
+    progress(0.0, "multi-view consistency")
+    refined.images = stage.refine(refined.images, refined.unseen, 0, params.prompt,
+                                  progress=lambda f: progress(f, "multi-view consistency"))
+    return {"stage": stage.name, "model": params.consistency_model, "strength": params.consistency_strength,
+            "grids": len(stage.calls)}
+
+
 def frames_sheet(rendered: Rendered, refined, path: Path, count: int = 8) -> Path:  # type: ignore[no-untyped-def]
     """Rows: input renders, unseen masks (red over the render), refined frames, for `count`
     frames of the horizontal orbit."""

@@ -17,7 +17,8 @@ import numpy as np
 
 from ..errors import InputError
 from ..progress import Progress, sub_progress
-from .refine_frames import frames_sheet, make_inpainter, refine_cameras, refine_frames, render_gaussians, source_c2w
+from .refine_frames import (frames_sheet, make_consistent, make_inpainter, refine_cameras, refine_frames,
+                            render_gaussians, source_c2w)
 from .refine_types import Params, Rendered
 
 if TYPE_CHECKING:
@@ -92,12 +93,13 @@ def refine_gaussians(inputs: dict[str, Path], subjects: list[Path], params: Para
         raise InputError("the source view sees nothing of the Gaussians: check the source view's camera")
     rendered = Rendered(cameras, images, masks, views, orbits)
     inpainter = make_inpainter(params, subjects, sub_progress(progress, 0.1, 0.2))
-    refined = refine_frames(rendered, params, inpainter, DEPTH_TOLERANCE, sub_progress(progress, 0.2, 0.45))
+    refined = refine_frames(rendered, params, inpainter, DEPTH_TOLERANCE, sub_progress(progress, 0.2, 0.4))
+    consistency = make_consistent(refined, params, sub_progress(progress, 0.4, 0.45))
     keep = source_visible(gaussians, views[0], DEPTH_TOLERANCE)
     fitted, fit_report = refit(gaussians, cameras, refined.images, alphas, keep, params, sub_progress(progress, 0.45, 0.97))
     progress(0.97, "writing PLY")
     write_ply(fitted.transformed(1.0 / norm.scale, norm.center), main)
     sheet = frames_sheet(rendered, refined, side / "frames.png")
     report = {"source": source_info, "inpainter": inpainter.name, "tracker": params.tracker, "refit": fit_report,
-              "progressive": refined.report}
+              "progressive": refined.report, "consistency": consistency}
     return {"gaussians": main, "frames": sheet}, report

@@ -14,7 +14,8 @@ import numpy as np
 
 from ..errors import InputError
 from ..progress import Progress, sub_progress
-from .refine_frames import frames_sheet, make_inpainter, refine_cameras, refine_frames, render_mesh, source_c2w
+from .refine_frames import (frames_sheet, make_consistent, make_inpainter, refine_cameras, refine_frames, render_mesh,
+                            source_c2w)
 from .refine_types import Params, Rendered
 
 if TYPE_CHECKING:
@@ -57,13 +58,11 @@ def rebake(mesh: "Mesh", texture: np.ndarray, rendered: Rendered, images: np.nda
 
     from ..assets.viewset import ViewSet
     from ..bake.baker import bake
-    from ..bake.params import BakeParams
 
     h, w = texture.shape[:2]
-    side = params.texture_size or max(h, w)
+    bake_params = params.rebake(max(h, w))
+    side = bake_params.texture_size
     views = ViewSet(list(rendered.cameras), images, rendered.masks, [f"frame_{i:03d}" for i in range(len(images))])
-    bake_params = BakeParams(method="mrf", texture_size=side, voxel_res=params.voxel_res, lock_reference=True,
-                             reference_view=0, align=False)
     result = bake(mesh, views, bake_params, progress)
     seen = source_seen_texels(mesh, side, rendered.views[0], tolerance)
     baked = result.texture
@@ -85,7 +84,7 @@ def refine_mesh(inputs: dict[str, Path], subjects: list[Path], params: Params, m
     from .baked_glb import uv_map_name, write_baked_glb
 
     progress(0.0, "loading the asset")
-    target, texture = load_textured(inputs["asset"])
+    target, texture = load_textured(inputs["asset"], params.bake.uv_map)
     mesh, norm = normalize(target.mesh)
 
     def render_at(cams: list["Camera"]) -> tuple[np.ndarray, np.ndarray]:
@@ -100,7 +99,8 @@ def refine_mesh(inputs: dict[str, Path], subjects: list[Path], params: Params, m
         raise InputError("the source view sees nothing of the asset: check the source view's camera")
     rendered = Rendered(cameras, images, masks, views, orbits)
     inpainter = make_inpainter(params, subjects, sub_progress(progress, 0.1, 0.25))
-    refined = refine_frames(rendered, params, inpainter, DEPTH_TOLERANCE, sub_progress(progress, 0.25, 0.6))
+    refined = refine_frames(rendered, params, inpainter, DEPTH_TOLERANCE, sub_progress(progress, 0.25, 0.5))
+    consistency = make_consistent(refined, params, sub_progress(progress, 0.5, 0.6))
     new_texture, bake_report = rebake(mesh, texture, rendered, refined.images, params, DEPTH_TOLERANCE,
                                       sub_progress(progress, 0.6, 0.95))
     progress(0.96, "writing GLB")
@@ -109,5 +109,5 @@ def refine_mesh(inputs: dict[str, Path], subjects: list[Path], params: Params, m
     sheet = frames_sheet(rendered, refined, side / "frames.png")
     report = {"source": source_info, "inpainter": inpainter.name, "tracker": params.tracker,
               "uv_map": uv_map_name(target, BakeResult(new_texture, target.mesh, None)),
-              "bake": bake_report, "progressive": refined.report}
+              "bake": bake_report, "progressive": refined.report, "consistency": consistency}
     return {"glb": main, "texture": texture_path, "frames": sheet}, report

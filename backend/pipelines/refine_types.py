@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
+from ..bake.params import BakeParams
 from ..errors import InputError
 
 if TYPE_CHECKING:
@@ -14,6 +15,13 @@ if TYPE_CHECKING:
     from ..track.geometry import ViewGeometry
 
 BACKGROUND = (1.0, 1.0, 1.0)
+CONSISTENCY = ("none", "mv-sd")  # backend.models.mv_consistency.CONSISTENCY (this module stays torch-free)
+
+
+def rebake_defaults() -> BakeParams:
+    """Refine's rebake: MRF over the refined frames with the source view (frame 0) locked where it
+    sees the surface, no alignment (the frames are renders of the asset's own geometry), 128 voxels."""
+    return BakeParams(method="mrf", voxel_res=128, lock_reference=True, reference_view=0, align=False)
 
 
 @dataclass
@@ -31,12 +39,21 @@ class Params:
     prompt: str = ""
     tracker: Literal["geometry", "flow", "cotracker"] = "geometry"
     dilate: int = 2  # unseen masks grow by this many pixels
-    texture_size: int | None = None  # meshes: the rebaked texture's side (default: the input texture's)
-    voxel_res: int = 128  # meshes: the bake's surface voxels across the asset
+    # meshes: the rebake; bake.texture_size caps the side it bakes at (the result keeps the input texture's size)
+    bake: BakeParams = field(default_factory=rebake_defaults)
     iterations: int = 600  # Gaussians: refit iterations
+    consistency: Literal["none", "mv-sd"] = "none"  # before the rebake/refit: none, or the mv-sd multi-view stage
+    consistency_model: str = "sd-v1-5"  # mv-sd model (registry name)
+    consistency_strength: float = 0.2  # mv-sd img2img strength (low: the views are drawn together, not redone)
     time_frames: int = 8  # animated assets: animation frames sampled
     seed: int = 0
     device: str = "auto"
+
+    def rebake(self, input_side: int) -> BakeParams:
+        """The bake of a mesh whose texture's largest side is `input_side`: at that side, at most bake.texture_size."""
+        from dataclasses import replace
+
+        return replace(self.bake, texture_size=min(self.bake.texture_size, input_side))
 
     def __post_init__(self) -> None:
         if self.source_view != "auto" and not str(self.source_view).isdigit():
@@ -56,8 +73,13 @@ class Params:
             raise InputError(f"source_view {self.source_view} is not a frame of a {self.frames}-frame orbit")
         if not 0 <= self.dilate <= 32 or self.lora_steps < 1 or self.iterations < 1:
             raise InputError("dilate must be 0-32 pixels, lora_steps and iterations positive")
-        if self.texture_size is not None and not 16 <= self.texture_size <= 8192:
-            raise InputError("texture_size must be between 16 and 8192")
+        if not self.bake.lock_reference or self.bake.reference_view != 0:
+            raise InputError("refine's rebake keeps the source view (frame 0) where it sees the surface: "
+                             "bake.lock_reference must stay true and bake.reference_view 0")
+        if self.bake.views_frame != "auto":
+            raise InputError("bake.views_frame does not apply to refine: its views are rendered in the asset's frame")
+        if not 0.0 < self.consistency_strength <= 1.0:
+            raise InputError("consistency_strength must be in (0, 1]")
         if not 2 <= self.time_frames <= 240:
             raise InputError("time_frames must be between 2 and 240")
 

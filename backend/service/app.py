@@ -211,14 +211,21 @@ def _describe(job_type: str) -> dict[str, Any]:
         module = registry.load(job_type)
         kind = registry.kind(job_type)
         params = _closed_inline(pydantic.TypeAdapter(kind.params_cls).json_schema(mode="serialization"))
-        defaults = dataclasses.asdict(kind.params_cls())  # default_factory fields: pydantic gives no default
-        for name, prop in params["properties"].items():
-            prop.setdefault("default", defaults[name])
+        _instance_defaults(params, dataclasses.asdict(kind.params_cls()))
         inputs = {role: {"description": text, "required": True} for role, text in kind.inputs.items()}
         inputs |= {role: {"description": text, "required": False} for role, text in kind.optional_inputs.items()}
         _PARAM_SCHEMAS[job_type] = json_safe({
             "description": (module.__doc__ or job_type).strip().splitlines()[0], "inputs": inputs, "params": params})[0]
     return _PARAM_SCHEMAS[job_type]
+
+
+def _instance_defaults(schema: dict[str, Any], defaults: dict[str, Any]) -> None:
+    """Every property's default from a default instance: pydantic gives none for default_factory
+    fields, and a nested dataclass's class defaults where the job sets its own (refine's `bake`)."""
+    for name, prop in schema["properties"].items():
+        if prop.get("type") == "object" and "properties" in prop and isinstance(defaults[name], dict):
+            _instance_defaults(prop, defaults[name])
+        prop["default"] = defaults[name]
 
 
 def _closed_inline(schema: dict[str, Any]) -> dict[str, Any]:

@@ -105,3 +105,43 @@ def test_missing_weights_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         mv_consistency.load_consistency("mv-flux")
     with pytest.raises(InputError, match="not a Stable Diffusion text-to-image model"):
         mv_consistency.require_weights("sd-inpaint")
+
+
+def test_refine_runs_the_stage_before_the_rebake(env: Path, tmp_path: Path) -> None:
+    import json
+
+    from backend.pipelines import parse_params, refine
+    from backend.progress import no_progress
+    from refine_helpers import can_glb, subject_png
+
+    asset, subject = can_glb(tmp_path / "can.glb"), subject_png(tmp_path / "subject.png")
+    small = {"frames": 6, "size": 32, "source_view": "0", "bake": {"voxel_res": 32}, "anchors": [30, 180]}
+    runs = {}
+    for stage in ("none", "mv-sd"):
+        params = parse_params(refine.Params, {**small, "consistency": stage, "consistency_strength": 0.5})
+        results = refine.run({"asset": asset, "subject": subject}, params, tmp_path / f"{stage}.glb", no_progress)
+        runs[stage] = (json.loads(Path(results["report"]).read_text()), results)
+    report, results = runs["mv-sd"]
+    assert report["consistency"]["stage"] == "mv-sd" and report["consistency"]["grids"] >= 2
+    assert runs["none"][0]["consistency"] == {"stage": "none"}
+    from backend.assets.material import load_textured_mesh
+
+    _, before = load_textured_mesh(asset)
+    _, plain = load_textured_mesh(runs["none"][1]["glb"])
+    _, after = load_textured_mesh(results["glb"])
+    seen = np.abs(plain - before).max(-1) == 0  # texels the source saw: the input's, exactly, in both runs
+    assert seen.mean() > 0.1 and np.array_equal(after[seen], before[seen])
+    assert np.abs(after - plain).max() > 1e-3  # the stage changed what the rebake got
+
+
+def test_refine_names_missing_consistency_weights_before_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from backend.pipelines import parse_params, refine
+    from backend.progress import no_progress
+    from refine_helpers import can_glb, subject_png
+
+    _isolate(monkeypatch, tmp_path, tmp_path / "no-models")
+    asset, subject = can_glb(tmp_path / "can.glb"), subject_png(tmp_path / "subject.png")
+    params = parse_params(refine.Params, {"consistency": "mv-sd", "inpainter": "sd-inpaint"})
+    with pytest.raises(MissingWeightsError, match=r"'sd-inpaint'.*'sd-v1-5'.*download sd-v1-5"):
+        refine.run({"asset": asset, "subject": subject}, params, tmp_path / "out.glb", no_progress)
+    assert not (tmp_path / "out.glb").exists() and not (tmp_path / "out_files").exists()

@@ -13,7 +13,7 @@ from backend.pipelines import refine
 from backend.progress import no_progress
 from refine_helpers import can_glb, can_ply, subject_png
 
-SMALL = {"frames": 8, "size": 48, "source_view": "0", "voxel_res": 48}
+SMALL = {"frames": 8, "size": 48, "source_view": "0", "bake": {"voxel_res": 48}}
 
 
 def _run(tmp_path: Path, asset: Path, out: str, **params):  # type: ignore[no-untyped-def]
@@ -139,6 +139,32 @@ def test_cli_flags_map_to_roles_and_params() -> None:
     assert args.anchors == [30.0, 180.0] and args.train_lora is False
     args = parser.parse_args(["a.glb", "--subject", "s.png", "--out", "o", "--source-view", "5"])
     assert args.source_view == "5" and getattr(args, "cameras", None) is None
+
+
+def test_bake_options_nest_and_keep_refines_defaults() -> None:
+    from backend.cli import params_from_flags
+
+    parser = argparse.ArgumentParser()
+    refine.add_arguments(parser)
+    args = parser.parse_args(["a.glb", "--subject", "s.png", "--out", "o.glb", "--voxel-res", "64",
+                              "--texture-size", "512", "--consistency", "mv-sd", "--consistency-strength", "0.1"])
+    flags = params_from_flags(refine.Params, vars(args))
+    assert flags["bake"] == {"voxel_res": 64, "texture_size": 512}
+    params = parse_params(refine.Params, flags)
+    # keys left out of `bake` keep refine's rebake defaults, not BakeParams' (align off, source locked)
+    assert (params.bake.voxel_res, params.bake.texture_size, params.bake.align, params.bake.lock_reference) == (
+        64, 512, False, True)
+    assert params.consistency == "mv-sd" and params.consistency_strength == 0.1
+    assert parse_params(refine.Params, {}).bake.voxel_res == 128
+    assert params.rebake(64).texture_size == 64 and params.rebake(4096).texture_size == 512  # capped, never above
+    with pytest.raises(InputError, match="lock_reference"):
+        parse_params(refine.Params, {"bake": {"lock_reference": False}})
+    with pytest.raises(InputError, match="bake.voxel_res"):
+        parse_params(refine.Params, {"bake": {"voxel_res": "many"}})
+    with pytest.raises(InputError, match="unknown parameter.*voxel_res"):
+        parse_params(refine.Params, {"voxel_res": 64})  # no longer a top-level field
+    with pytest.raises(InputError, match="consistency"):
+        parse_params(refine.Params, {"consistency": "mv-flux"})
 
 
 def test_flow_tracker_runs_the_pipeline(tmp_path: Path) -> None:

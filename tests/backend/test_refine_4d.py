@@ -12,7 +12,7 @@ from backend.pipelines import parse_params, refine
 from backend.progress import no_progress
 from refine_helpers import can_glb, subject_png, two_bone_glb
 
-SMALL = {"frames": 6, "size": 40, "source_view": "0", "voxel_res": 40, "time_frames": 3}
+SMALL = {"frames": 6, "size": 40, "source_view": "0", "bake": {"voxel_res": 40}, "time_frames": 3}
 
 
 def _skin_accessors(path: Path) -> dict[str, bytes]:

@@ -155,7 +155,7 @@ def test_refine_end_to_end_with_sd_inpaint(env: Path, tmp_path: Path) -> None:
 
     asset = can_glb(tmp_path / "can.glb")
     subject = subject_png(tmp_path / "subject.png")
-    params = parse_params(refine.Params, {"frames": 6, "size": 32, "source_view": "0", "voxel_res": 32,
+    params = parse_params(refine.Params, {"frames": 6, "size": 32, "source_view": "0", "bake": {"voxel_res": 32},
                                           "inpainter": "sd-inpaint", "lora_steps": 2})
     results = refine.run({"asset": asset, "subject": subject}, params, tmp_path / "a.glb", no_progress)
     report = json.loads(Path(results["report"]).read_text())

@@ -16,7 +16,7 @@ def test_refine_job_with_several_subjects(tmp_path: Path) -> None:
 
     tiny = io.BytesIO()
     Image.new("RGB", (1, 1)).save(tiny, format="PNG")
-    params = {"frames": 6, "size": 40, "source_view": "auto", "voxel_res": 40, "anchors": [30, 180]}
+    params = {"frames": 6, "size": 40, "source_view": "auto", "bake": {"voxel_res": 40}, "anchors": [30, 180]}
     server = Server(tmp_path / "data")
     try:
         job = server.submit_ok(params, files={"asset": ("can.glb", asset), "subject": ("front.png", subject),

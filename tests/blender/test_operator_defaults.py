@@ -30,7 +30,7 @@ EXPECTED = {
     "batch_collection": {"generator", "frames", "method", "texture_size", "voxel_res", "align"},
     "reconstruct_gaussians": {"view_count", "size", "iterations", "gaussians", "rounds", "sh_degree"},
     "complete_back": {"engine", "scene", "resolution", "symmetry"},
-    "refine_subject": {"inpainter", "frames", "size", "source_view", "anchors"},
+    "refine_subject": {"inpainter", "frames", "size", "source_view", "anchors", "consistency"},
     "render_orbit_preview": set(),
 }
 # deliberate differences: (operator, property) -> why

@@ -54,6 +54,7 @@ def test_refine_textured_mesh_adds_a_material_in_one_undo_step(session):
     assert slots[:-1] == old and slots[-1] == "Refine Ball Orbitex refine"
     job = session.board.jobs()[-1]
     assert (job.type, job.state) == ("refine", "done") and job.inputs["subject"].is_file()
+    assert job.params["consistency"] == "none"  # the weight-free refit alone unless asked
     image = next(n.image for n in obj.material_slots[-1].material.node_tree.nodes if n.type == "TEX_IMAGE")
     pixels = np.array(image.pixels[:]).reshape(image.size[1], image.size[0], 4)
     assert pixels[..., :3].std() > 0.05  # a real texture, not a flat fill
