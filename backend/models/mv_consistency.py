@@ -25,7 +25,7 @@ MODEL_KIND = "diffusers-sd"
 DEFAULT_STRENGTH = 0.2
 DEFAULT_STEPS = 30
 DEFAULT_GUIDANCE = 7.5
-DEFAULT_VIEWS = 4  # grid cells: the source and three refined views (2 x 2)
+DEFAULT_CELLS = 4  # views per grid: the source and three refined views (2 x 2)
 GRID_PROMPT = "views of one object from around it, consistent colours and pattern, white background"
 NEGATIVE_PROMPT = "blurry, low quality, distorted, text, watermark"
 
@@ -77,29 +77,30 @@ def tile(images: np.ndarray, cells: int, fill: float = 1.0) -> np.ndarray:
 
 def untile(grid: np.ndarray, count: int, cells: int, h: int, w: int) -> np.ndarray:
     cols = grid_columns(cells)
-    return np.stack([grid[(i // cols) * h:(i // cols + 1) * h, (i % cols) * w:(i % cols + 1) * w] for i in range(count)])
+    cells_at = [divmod(i, cols) for i in range(count)]
+    return np.stack([grid[r * h:(r + 1) * h, c * w:(c + 1) * w] for r, c in cells_at])
 
 
 class MVConsistency:
-    """Refines views (N, H, W, 3) in grids of `views` cells, each the anchor view plus views with free pixels."""
+    """Refines views (N, H, W, 3) in grids of `cells` views, each the anchor view plus views with free pixels."""
 
     name = "mv-sd"
 
     def __init__(self, model: str = DEFAULT_MODEL, strength: float = DEFAULT_STRENGTH, steps: int = DEFAULT_STEPS,
-                 guidance: float = DEFAULT_GUIDANCE, views: int = DEFAULT_VIEWS, seed: int = 0,
+                 guidance: float = DEFAULT_GUIDANCE, cells: int = DEFAULT_CELLS, seed: int = 0,
                  device: str = "auto") -> None:
         if not 0.0 < strength <= 1.0:
             raise InputError(f"the consistency strength must be in (0, 1], got {strength}")
         if steps < 1 or int(steps * strength) < 1:
             raise InputError(f"{steps} steps at strength {strength} leave no denoising step; raise one of them")
-        if not 2 <= views <= 16:
-            raise InputError(f"a consistency grid holds 2-16 views, not {views}")
+        if not 2 <= cells <= 16:
+            raise InputError(f"a consistency grid holds 2-16 views, not {cells}")
         from .generators import pick_device
 
         self.model, self.strength, self.steps, self.guidance = model, strength, steps, guidance
-        self.views, self.seed, self.device = views, seed, pick_device(device)
+        self.cells, self.seed, self.device = cells, seed, pick_device(device)
         self._pipe: Any = None
-        self.calls: list[dict[str, Any]] = []  # per grid: its views and free fraction (reports, tests)
+        self.calls: list[dict[str, Any]] = []  # per grid: its frames and free fraction (reports, tests)
 
     @property
     def pipe(self) -> Any:
@@ -116,16 +117,16 @@ class MVConsistency:
                              f"{images.shape} and {free.shape}")
         out = np.array(images, dtype=np.float32, copy=True)
         todo = [i for i in range(len(images)) if i != anchor and free[i].any()]
-        groups = [todo[k:k + self.views - 1] for k in range(0, len(todo), self.views - 1)]
+        groups = [todo[k:k + self.cells - 1] for k in range(0, len(todo), self.cells - 1)]
         for g, group in enumerate(groups):
             members = [anchor] + group
             cell_free = free[members].copy()
             cell_free[0] = False
-            grid = self.refine_grid(tile(out[members], self.views), tile(cell_free, self.views, fill=False), prompt)
-            refined = untile(grid, len(members), self.views, *images.shape[1:3])
+            grid = self.refine_grid(tile(out[members], self.cells), tile(cell_free, self.cells, fill=False), prompt)
+            refined = untile(grid, len(members), self.cells, *images.shape[1:3])
             for k, i in enumerate(group, start=1):
                 out[i] = np.where(free[i][..., None], refined[k], out[i])
-            self.calls.append({"views": members, "free_fraction": round(float(cell_free.mean()), 4)})
+            self.calls.append({"frames": members, "free_fraction": round(float(cell_free.mean()), 4)})
             if progress is not None:
                 progress((g + 1) / len(groups))
         if progress is not None and not groups:

@@ -219,13 +219,15 @@ def _describe(job_type: str) -> dict[str, Any]:
     return _PARAM_SCHEMAS[job_type]
 
 
-def _instance_defaults(schema: dict[str, Any], defaults: dict[str, Any]) -> None:
-    """Every property's default from a default instance: pydantic gives none for default_factory
-    fields, and a nested dataclass's class defaults where the job sets its own (refine's `bake`)."""
+def _instance_defaults(schema: dict[str, Any], defaults: dict[str, Any], factory: bool = False) -> None:
+    """Defaults pydantic leaves out, from a default instance: default_factory fields have none, and
+    inside one (refine's `bake`) the factory's values stand, not the nested class's own defaults."""
     for name, prop in schema["properties"].items():
+        made = factory or "default" not in prop
         if prop.get("type") == "object" and "properties" in prop and isinstance(defaults[name], dict):
-            _instance_defaults(prop, defaults[name])
-        prop["default"] = defaults[name]
+            _instance_defaults(prop, defaults[name], made)
+        if made:
+            prop["default"] = defaults[name]
 
 
 def _closed_inline(schema: dict[str, Any]) -> dict[str, Any]:

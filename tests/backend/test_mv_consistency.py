@@ -66,7 +66,7 @@ def test_held_pixels_exact_free_pixels_changed(env: Path) -> None:
     assert np.array_equal(out[0], images[0])
     for i in range(1, 6):
         assert np.abs(out[i][free[i]] - images[i][free[i]]).mean() > 1e-3, i
-    assert [c["views"] for c in stage.calls] == [[0, 1, 2, 3], [0, 4, 5]]
+    assert [c["frames"] for c in stage.calls] == [[0, 1, 2, 3], [0, 4, 5]]
     # the held-latent scheduler was swapped in for the calls only
     assert type(stage.pipe.scheduler).__name__ == "PNDMScheduler"
     again = mv_consistency.MVConsistency(strength=0.5, steps=8, seed=1, device="cpu").refine(images, free)

@@ -35,6 +35,12 @@ def test_refine_job_with_several_subjects(tmp_path: Path) -> None:
         report_name = next(name for name in files if name.endswith("report.json"))
         report = json.loads(server.client.get(files[report_name]["url"]).content)
         assert report["source"]["source_view"] == "auto" and report["asset"] == "mesh"
+        assert report["params"]["bake"]["voxel_res"] == 40 and report["params"]["bake"]["align"] is False
+        schema = server.client.get("/job-types").json()["job_types"]["refine"]["params"]["properties"]
+        bake = schema["bake"]["properties"]  # the rebake's own defaults, not BakeParams'
+        assert (bake["voxel_res"]["default"], bake["align"]["default"], bake["lock_reference"]["default"]) == (
+            128, False, True)
+        assert schema["consistency"]["default"] == "none" and set(schema["consistency"]["enum"]) == {"none", "mv-sd"}
         failed = server.wait(bad["id"], ("done", "failed", "cancelled"), timeout=120)
         assert failed["state"] == "failed" and "1x1" in failed["message"], failed["message"]
         assert not server.maps_torch()
