@@ -2,10 +2,10 @@
 
 Inpainting: diffusers' StableDiffusionInpaintPipeline at `strength` (30 % denoising by default:
 the frame, its prior colours warped in, is noised to that point of the schedule and denoised from
-there). After every scheduler step a `callback_on_step_end` applies TIRE's masked latent update
-x <- m * x_gen + (1 - m) * x_src, with x_src the frame's own latents noised to the next step's
-level (what diffusers itself does for 4-channel UNets; the 9-channel inpainting UNet only gets the
-mask as conditioning). The latent mask is the pixel mask max-pooled to latent resolution, so every
+there). After every scheduler step TIRE's masked latent update x <- m * x_gen + (1 - m) * x_src,
+with x_src the frame's own latents noised to the next step's level (what diffusers itself does for
+4-channel UNets; the 9-channel inpainting UNet only gets the mask as conditioning), applied by the
+held-latent copy of the pipeline's scheduler swapped in for the call (backend/models/held.py). The latent mask is the pixel mask max-pooled to latent resolution, so every
 latent touching a repainted pixel is free. The decoded frame is composited over the input: pixels
 outside the mask come back exactly as given.
 
@@ -137,6 +137,8 @@ class SDInpainter:
         latents (1, C, H/f, W/f) of the padded frame, which outside the latent mask are the input's own."""
         import torch
 
+        from .held import LatentHold, held_scheduler, seeded_noise
+
         check_inputs(image, mask)
         pipe = self.pipe
         h, w = mask.shape
@@ -148,30 +150,28 @@ class SDInpainter:
         pixels = pipe.image_processor.preprocess(padded[None], height=h + ph, width=w + pw).to(device, dtype)
         with torch.no_grad():
             source = pipe.vae.encode(pixels).latent_dist.mode() * pipe.vae.config.scaling_factor
-        noise = torch.randn(source.shape, generator=torch.Generator("cpu").manual_seed(self.seed + 1)).to(source)
         latent_mask = torch.nn.functional.max_pool2d(
             torch.from_numpy(padded_mask.astype(np.float32))[None, None], pipe.vae_scale_factor).to(source)
+        hold = LatentHold(source, latent_mask, seeded_noise(source.shape, self.seed).to(source))
         record = {"steps": 0, "masked_fraction": float(mask.mean())}
         self.calls.append(record)
 
-        def masked_update(p: Any, i: int, t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
-            # x <- m * x_gen + (1 - m) * x_src, x_src at the noise level of the next step (clean after the last)
-            timesteps = p.scheduler.timesteps
-            offset = len(timesteps) - p.num_timesteps  # the strength-truncated schedule is the tail
-            kept = source
-            if i + 1 < p.num_timesteps:
-                kept = p.scheduler.add_noise(source, noise, timesteps[offset + i + 1:offset + i + 2])
-            tensors["latents"] = latent_mask * tensors["latents"] + (1 - latent_mask) * kept
+        def counted(p: Any, i: int, t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
             record["steps"] = i + 1
             if progress is not None:
                 progress((i + 1) / p.num_timesteps)
             return tensors
 
-        result = pipe(prompt=self.prompt_for(prompt), negative_prompt=NEGATIVE_PROMPT, image=padded[None],
-                      mask_image=padded_mask[None, :, :, None].astype(np.float32), height=h + ph, width=w + pw,
-                      strength=self.strength, num_inference_steps=self.steps, guidance_scale=self.guidance,
-                      generator=torch.Generator("cpu").manual_seed(self.seed), output_type=output_type,
-                      callback_on_step_end=masked_update, callback_on_step_end_tensor_inputs=["latents"])
+        original = pipe.scheduler
+        pipe.scheduler = held_scheduler(original, 0, hold)  # the pipeline truncates the schedule to `strength`
+        try:
+            result = pipe(prompt=self.prompt_for(prompt), negative_prompt=NEGATIVE_PROMPT, image=padded[None],
+                          mask_image=padded_mask[None, :, :, None].astype(np.float32), height=h + ph, width=w + pw,
+                          strength=self.strength, num_inference_steps=self.steps, guidance_scale=self.guidance,
+                          generator=torch.Generator("cpu").manual_seed(self.seed), output_type=output_type,
+                          callback_on_step_end=counted)
+        finally:
+            pipe.scheduler = original
         if output_type == "latent":
             return result.images
         return np.asarray(result.images[0][:h, :w], dtype=np.float32)
