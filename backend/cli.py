@@ -69,11 +69,11 @@ def run_pipeline(name: str, args: argparse.Namespace) -> int:
     roles = {**module.INPUTS, **getattr(module, "OPTIONAL_INPUTS", {})}
     inputs = {role: Path(getattr(args, role)) for role in roles if getattr(args, role, None) is not None}
     params = pipelines.parse_params(module.Params, params_from_flags(module.Params, vars(args)))
-    threads.configure(args.threads)
     notes = logging.getLogger("orbitex")  # what a pipeline decided on its own (e.g. the views frame), to stderr
     if not notes.handlers:
         notes.addHandler(logging.StreamHandler())
         notes.setLevel(logging.INFO)
+    threads.configure(args.threads)
     bar = BarProgress()
     with contextlib.ExitStack() as stack:
         if getattr(args, "allow_outside_paths", False):  # bake: the user's own files, on request
@@ -81,7 +81,7 @@ def run_pipeline(name: str, args: argparse.Namespace) -> int:
 
             stack.enter_context(outside_paths_allowed())
         try:
-            results = module.run(inputs, params, Path(args.out), bar)
+            results = module.run(inputs, params, Path(args.out), threads.Rebalancing(bar, args.threads))
         finally:
             bar.close()
     print(json.dumps({k: str(v) for k, v in results.items()}, indent=2))

@@ -157,6 +157,9 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engine", choices=["local", "ray"], default="local",
                         help="local (default): one worker process on this machine runs jobs one at a time;"
                              " ray: every job is a Ray task, as many at once as the cluster has GPUs/CPUs")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="local engine: CPU threads per job (default 0: the cores other processes leave free,"
+                             " re-checked while it runs); Ray jobs get their task's num_cpus (--ray-resources)")
     parser.add_argument("--ray-address", default="",
                         help="Ray cluster to use: HOST:PORT of the head (GCS port, usually 6379), auto (the one this"
                              " machine joined) or ray://HOST:10001 (Ray client); none: start a Ray cluster of this"
@@ -200,8 +203,13 @@ def parse_resources(text: str) -> dict[str, dict[str, Any]]:
 
 def engine_process(args: argparse.Namespace) -> EngineProcess:
     """The worker process `serve`'s options ask for (they were checked by the parser)."""
+    if args.threads < 0:
+        raise ValueError(f"--threads must be positive (or 0 for what is free), got {args.threads}")
     if args.engine == "local":
-        return EngineProcess()
+        return EngineProcess(args=("--threads", str(args.threads)))
+    if args.threads:
+        raise ValueError("--threads is the local engine's; give Ray jobs CPUs with --ray-resources '{\"TYPE\": "
+                         "{\"num_cpus\": N}}'")
     parse_resources(args.ray_resources)  # ValueError now rather than a Ray engine that fails at every start
     data_mode = args.ray_data if args.ray_data != "auto" else ("object-store" if args.ray_address else "shared")
     extra = ["--on-worker-lost", args.on_worker_lost, "--data-mode", data_mode,

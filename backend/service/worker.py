@@ -8,6 +8,7 @@ the worker exits at once, even in the middle of a job (the next server marks tha
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import os
 import shutil
@@ -145,6 +146,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker-id", required=True)
     parser.add_argument("--threads", type=int, default=0, help="CPU threads per job (default 0: the cores that are free)")
     args = parser.parse_args(argv)
+    notes = logging.getLogger("orbitex")  # threads picked, what pipelines decided on their own: to worker.log
+    if not notes.handlers:
+        notes.addHandler(logging.StreamHandler(sys.stdout))
+        notes.setLevel(logging.INFO)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when this process ends (stdin EOF)
     layout = DataLayout(args.data)
     store = JobStore(layout.database)

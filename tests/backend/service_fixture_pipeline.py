@@ -3,7 +3,8 @@
 It reads its `data` input, then works for `steps` steps of `delay` seconds each (busy CPU or
 sleeping), reporting progress every step, and writes the input upper-cased plus a folder result.
 `fail` makes it raise an InputError (naming its input by name or by full path), a plain bug or a
-FileNotFoundError at step `fail_at`, hang, or exit.
+FileNotFoundError at step `fail_at`, hang, or exit. `report_threads` adds a result naming the
+torch threads the job ran with.
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ class Params:
     busy: bool = False
     fail: Literal["none", "input", "input-path", "missing-file", "bug", "hang", "exit"] = "none"
     fail_at: int = 0
+    report_threads: bool = False
 
 
 def add_arguments(parser) -> None:  # type: ignore[no-untyped-def]
@@ -68,5 +70,11 @@ def run(inputs: dict[str, Path], params: Params, out_dir: Path, progress: Progre
     folder.mkdir()
     for i in range(3):
         (folder / f"part{i}.txt").write_text(f"part {i}\n")
+    results = {"echo": out, "parts": folder}
+    if params.report_threads:
+        import torch
+
+        results["threads"] = out_dir / "threads.txt"
+        results["threads"].write_text(str(torch.get_num_threads()))
     progress(1.0, "done")
-    return {"echo": out, "parts": folder}
+    return results

@@ -52,3 +52,65 @@ def test_rebalancing_follows_other_processes_and_passes_reports_on(monkeypatch):
     fixed = threads.Rebalancing(lambda f, s: seen.append((f, s)), threads=2)
     fixed(0.5, "stage")  # --threads given: reports pass on, threads stay
     assert seen == [(0.5, "stage")] and not fixed.auto
+
+
+def test_configure_makes_openmp_threads_wait_passively_unless_the_user_chose(monkeypatch):
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    threads.configure(1)
+    assert threads.os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    threads.configure(1)
+    assert threads.os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
+def test_cli_and_worker_import_no_openmp_before_configure():
+    """OMP_WAIT_POLICY only counts if libgomp is not loaded yet when configure runs: building every
+    verb's parser and params, and importing the worker, must not import torch (or numba) first."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys\n"
+            "from backend import cli, pipelines\n"
+            "import backend.service.worker\n"
+            "for verb in pipelines.PIPELINES:\n"
+            "    cli.build_parser(verb)\n"
+            "    pipelines.parse_params(pipelines.load(verb).Params, {})\n"
+            "print(sorted(m for m in ('torch', 'numba', 'cv2') if m in sys.modules))\n")
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_serve_passes_threads_to_the_worker(tmp_path):
+    """`serve --threads 1`: the job runs with 1 torch thread, and the worker's log says it was asked
+    for (not picked from the free cores, as without the flag)."""
+    from service_helpers import Server
+
+    for args, expected in ((("--threads", "1"), "threads: 1 (--threads 1)"), ((), "(the free cores)")):
+        data = tmp_path / f"data{len(args)}"
+        server = Server(data, *args)
+        try:
+            job = server.submit_ok({"steps": 1, "delay": 0.0, "report_threads": True})
+            done = server.wait(job["id"], ("done", "failed"), timeout=60)
+            assert done["state"] == "done", done
+            used = server.client.get(f"/jobs/{job['id']}/results/threads").text
+        finally:
+            server.stop()
+        if args:
+            assert used == "1"
+        assert expected in (data / "logs" / "worker.log").read_text()
+
+
+def test_serve_threads_is_the_local_engines(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    for args, message in ((["--engine", "ray", "--threads", "2"], "--threads is the local engine's"),
+                          (["--threads", "-1"], "--threads must be positive")):
+        out = subprocess.run([sys.executable, "-m", "backend", "serve", "--data", str(tmp_path / "d"), *args],
+                             cwd=root, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 2 and message in out.stderr, out.stderr
