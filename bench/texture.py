@@ -10,15 +10,16 @@
 
 Run: .venv/backend/bin/python bench/texture.py [--frames 61] [--size 512]
 
-`--beside-load` instead times the sample vase quiet and then with a second CPU-bound process
-running beside it (target <= 1.5x the quiet time), each with the threads that backend/threads.py
-picks as the CLI does, and once more beside it with every core's threads (what a job did before
-threads.py); see beside_load().
+`--beside-load [--rounds 2]` instead times the sample vase through the CLI, quiet and with a second
+CPU-bound process running beside it, alternated (target: median beside <= 1.5x median quiet), with
+the threads backend/threads.py picks, and once more beside it with every core's threads (what a
+job did before threads.py); see beside_load().
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -55,34 +56,78 @@ def front_view(mesh_path: Path, texture_png: Path, size: int) -> np.ndarray:
     return sample_texture(mesh, read_image(texture_png)[..., :3], g.tri_id, g.bary, g.mask)[0]
 
 
-def beside_load(frames: int, size: int, texture_size: int) -> None:
-    """The sample vase quiet, then beside a CPU-bound process (a pure-Python busy loop, one core).
-    Threads per run from backend.threads.configure(0), as the CLI and the worker set them; a third
-    run beside the load with threads for every core shows what the choice saves."""
-    import subprocess
+def beside_load(frames: int, size: int, texture_size: int, rounds: int) -> None:
+    """The sample vase as `python -m backend texture` runs it (a fresh process per run, threads
+    picked by threads.py and re-picked while it runs), quiet and beside a CPU-bound process (a
+    pure-Python busy loop, one core), alternated Q L, L Q, ... for `rounds` pairs so drifting
+    load from elsewhere falls on both; medians, the ratio (target <= 1.5x), and one more run beside
+    the busy process with threads for every core (`--threads N`: what a job did before threads.py).
+    Each run prints its wall and CPU seconds, the threads it used and the cores that processes
+    other than it and the busy loop kept busy meanwhile ("others": nonzero means the machine was
+    not otherwise idle)."""
+    import statistics
 
     from backend import threads
 
-    def run(label: str, thread_count: int) -> float:
-        used = threads.configure(thread_count)  # the CLI also re-picks them while it runs: threads.Rebalancing
-        with tempfile.TemporaryDirectory() as tmp:
-            _, seconds = run_texture(ROOT / "samples" / "vase.glb", ROOT / "samples" / "vase_reference.png",
-                                     Path(tmp) / "vase.glb", frames, size, texture_size)
-        print(f"  {label:<34} {used} thread(s): {seconds:6.1f} s", flush=True)
-        return seconds
+    print(f"sample vase (CLI), 2 x {frames} frames at {size}^2, texture {texture_size}^2; quiet vs beside a "
+          f"CPU-bound process, {rounds} round(s):", flush=True)
+    times: dict[str, list[float]] = {"quiet": [], "beside": []}
+    legs = [leg for r in range(rounds) for leg in (("quiet", "beside") if r % 2 == 0 else ("beside", "quiet"))]
+    legs.append("every core")
+    for label in legs:
+        run = cli_texture_run(frames, size, texture_size, threads.usable_cores() if label == "every core" else 0,
+                              busy=label != "quiet")
+        print(f"  {label:<11} threads {run['threads']:<8} wall {run['wall']:6.1f} s  CPU {run['cpu']:6.1f} s  "
+              f"others {run['others']:.2f} cores", flush=True)
+        if label in times:
+            times[label].append(run["wall"])
+    quiet, beside = statistics.median(times["quiet"]), statistics.median(times["beside"])
+    print(f"  median quiet {quiet:.1f} s, beside {beside:.1f} s: ratio {beside / quiet:.2f}x (target <= 1.5x); "
+          f"every core's threads beside it: {run['wall'] / quiet:.2f}x")
 
-    print(f"sample vase, 2 x {frames} frames at {size}^2, texture {texture_size}^2, beside a second CPU-bound process:")
-    quiet = run("quiet", 0)
-    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+
+def cli_texture_run(frames: int, size: int, texture_size: int, thread_count: int, busy: bool) -> dict:
+    """One `python -m backend texture` run on the sample vase, beside a busy loop when `busy`."""
+    import re
+    import resource
+    import subprocess
+
+    def machine() -> tuple[int, int]:  # (busy, all) jiffies of every core
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+        return sum(values) - values[3] - values[4], sum(values)
+
+    def cpu_s(pid: int) -> float:  # utime + stime of a live process
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    loop = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
     try:
-        time.sleep(1.0)
-        loaded = run("beside the busy process", 0)
-        every = run("beside it, threads for every core", threads.usable_cores())
+        if loop is not None:
+            time.sleep(1.0)  # running before the job picks its threads
+        with tempfile.TemporaryDirectory() as tmp:
+            cmd = [sys.executable, "-m", "backend", "texture", str(ROOT / "samples" / "vase.glb"),
+                   str(ROOT / "samples" / "vase_reference.png"), "--out", str(Path(tmp) / "vase.glb"),
+                   "--frames", str(frames), "--size", str(size), "--texture-size", str(texture_size),
+                   "--threads", str(thread_count)]
+            children, jiffies = resource.getrusage(resource.RUSAGE_CHILDREN), machine()
+            loop_before = cpu_s(loop.pid) if loop is not None else 0.0
+            start = time.perf_counter()
+            out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+            wall = time.perf_counter() - start
+            loop_cpu = cpu_s(loop.pid) - loop_before if loop is not None else 0.0
+            after, jiffies_after = resource.getrusage(resource.RUSAGE_CHILDREN), machine()
     finally:
-        busy.kill()
-        busy.wait()
-    print(f"  ratio beside / quiet: {loaded / quiet:.2f}x with threads.py's choice (target <= 1.5x), "
-          f"{every / quiet:.2f}x with every core's threads")
+        if loop is not None:
+            loop.kill()
+            loop.wait()
+    if out.returncode != 0:
+        raise RuntimeError(f"texture run failed: {out.stderr[-2000:]}")
+    cpu = after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
+    busy_cores = (os.cpu_count() or 1) * (jiffies_after[0] - jiffies[0]) / max(jiffies_after[1] - jiffies[1], 1)
+    picks = re.findall(r"threads: (\d+) \(|threads: \d+ -> (\d+)", out.stderr)
+    return {"wall": wall, "cpu": cpu, "threads": "->".join(a or b for a, b in picks) or "?",
+            "others": max(busy_cores - (cpu + loop_cpu) / wall, 0.0)}
 
 
 def main() -> None:
@@ -91,12 +136,13 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--texture-size", type=int, default=2048)
     parser.add_argument("--beside-load", action="store_true", help="time the sample quiet and beside a busy process")
+    parser.add_argument("--rounds", type=int, default=2, help="--beside-load: quiet/beside pairs (medians over them)")
     parser.add_argument("--backfill", action="store_true",
                         help="only the fill of unseen surface on synthetic assets (bfs vs synthesis)")
     parser.add_argument("--backfill-assets", default="label_can,head,lumpy")
     args = parser.parse_args()
     if args.beside_load:
-        beside_load(args.frames, args.size, args.texture_size)
+        beside_load(args.frames, args.size, args.texture_size, args.rounds)
         return
     if args.backfill:
         backfill_main(min(args.texture_size, 1024), min(args.size, 256), args.backfill_assets.split(","))
