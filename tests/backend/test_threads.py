@@ -114,3 +114,31 @@ def test_serve_threads_is_the_local_engines(tmp_path):
         out = subprocess.run([sys.executable, "-m", "backend", "serve", "--data", str(tmp_path / "d"), *args],
                              cwd=root, capture_output=True, text=True, timeout=60)
         assert out.returncode == 2 and message in out.stderr, out.stderr
+
+
+def test_cli_job_steps_down_when_another_process_starts(monkeypatch, tmp_path, caplog):
+    """`python -m backend VERB` with automatic threads re-picks them while the job runs (as the
+    worker does): synthetic readings with another process busy on 1.5 of 2 cores -> 1 thread."""
+    import trimesh
+
+    from backend import cli
+
+    monkeypatch.setattr(threads, "usable_cores", lambda: 2)
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(threads, "free_cores", lambda: 2)  # idle when the job starts
+    monkeypatch.setattr(threads, "REBALANCE_EVERY_S", 0.0)
+    clock = iter(range(1, 10_000))
+
+    def loaded() -> tuple[float, float, float, float]:  # 1.5 busy cores per 2 s, none of them the job's
+        t = next(clock)
+        return 300.0 * t, 400.0 * t, 0.0, 2.0 * t
+
+    monkeypatch.setattr(threads, "_machine_and_own", loaded)
+    notes = threads.log  # the CLI adds a stderr handler to it: leave none pointing at this test's capture
+    monkeypatch.setattr(notes, "handlers", list(notes.handlers))
+    caplog.set_level("INFO", logger=notes.name)
+    mesh = tmp_path / "box.glb"
+    trimesh.creation.box().export(mesh)
+    assert cli.main(["render-orbit", str(mesh), "--out", str(tmp_path / "out"), "--frames", "2", "--size", "32"]) == 0
+    assert threads.torch_threads() == 1
+    assert "threads: 2 -> 1 (other processes keep 1.5 of 2 cores busy)" in caplog.text
