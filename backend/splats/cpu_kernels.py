@@ -214,6 +214,37 @@ def _pixel_box(mx, my, ex, ey, x0, y0, x1, y1):  # type: ignore[no-untyped-def]
     return ax, bx, ay, by
 
 
+# Both passes walk a tile's pixels and its Gaussians through these three, so the backward recomputes
+# exactly the weights the forward composited.
+
+@numba.njit(cache=True)
+def _tile_box(t, tiles_x, ts, width, height):  # type: ignore[no-untyped-def]
+    """Pixel range [x0, x1) x [y0, y1) of tile t."""
+    x0, y0 = (t % tiles_x) * ts, (t // tiles_x) * ts
+    return x0, y0, min(x0 + ts, width), min(y0 + ts, height)
+
+
+@numba.njit(cache=True)
+def _footprint(gi, means2d, conics, opacities, extent, x0, y0, x1, y1):  # type: ignore[no-untyped-def]
+    """Gaussian gi on screen: mean, conic, opacity, the sigma past which it is under 1/255, and its
+    pixel box within the tile."""
+    mx, my, o = means2d[gi, 0], means2d[gi, 1], opacities[gi]
+    ax, bx, ay, by = _pixel_box(mx, my, extent[gi, 0], extent[gi, 1], x0, y0, x1, y1)
+    return (mx, my, conics[gi, 0], conics[gi, 1], conics[gi, 2], o, math.log(o / ALPHA_MIN) + SIGMA_SLACK,
+            ax, bx, ay, by)
+
+
+@numba.njit(cache=True)
+def _raw_alpha(o, ca, cb, cc, sigma_cut, dx, dy):  # type: ignore[no-untyped-def]
+    """The Gaussian's unclamped alpha at (dx, dy) from its mean; 0 where it does not count (past
+    the cut, or under 1/255)."""
+    sigma = 0.5 * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
+    if sigma < 0.0 or sigma > sigma_cut:
+        return 0.0
+    raw = o * math.exp(-sigma)
+    return raw if raw >= ALPHA_MIN else 0.0
+
+
 @numba.njit(parallel=True, cache=True)
 def composite_forward(tile_start, pair_g, means2d, conics, opacities, features, extent, tiles_x, ts, width, height,
                       out, last):  # type: ignore[no-untyped-def]
@@ -222,8 +253,7 @@ def composite_forward(tile_start, pair_g, means2d, conics, opacities, features, 
     features (M, 4) = r, g, b, depth."""
     n_tiles = tile_start.shape[0] - 1
     for t in numba.prange(n_tiles):
-        x0, y0 = (t % tiles_x) * ts, (t // tiles_x) * ts
-        x1, y1 = min(x0 + ts, width), min(y0 + ts, height)
+        x0, y0, x1, y1 = _tile_box(t, tiles_x, ts, width, height)
         tw = x1 - x0
         n_pixels = tw * (y1 - y0)
         trans = np.ones(ts * ts)
@@ -236,11 +266,8 @@ def composite_forward(tile_start, pair_g, means2d, conics, opacities, features, 
             if n_done == n_pixels:  # every pixel of the tile is saturated
                 break
             gi = pair_g[k]
-            mx, my = means2d[gi, 0], means2d[gi, 1]
-            ca, cb, cc = conics[gi, 0], conics[gi, 1], conics[gi, 2]
-            o = opacities[gi]
-            sigma_cut = math.log(o / ALPHA_MIN) + SIGMA_SLACK
-            ax, bx, ay, by = _pixel_box(mx, my, extent[gi, 0], extent[gi, 1], x0, y0, x1, y1)
+            mx, my, ca, cb, cc, o, sigma_cut, ax, bx, ay, by = _footprint(gi, means2d, conics, opacities, extent,
+                                                                          x0, y0, x1, y1)
             for py in range(ay, by):
                 dy = py + 0.5 - my
                 for px in range(ax, bx):
@@ -248,11 +275,8 @@ def composite_forward(tile_start, pair_g, means2d, conics, opacities, features, 
                     if done[j]:
                         continue
                     dx = px + 0.5 - mx
-                    sigma = 0.5 * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
-                    if sigma < 0.0 or sigma > sigma_cut:
-                        continue
-                    raw = o * math.exp(-sigma)
-                    if raw < ALPHA_MIN:
+                    raw = _raw_alpha(o, ca, cb, cc, sigma_cut, dx, dy)
+                    if raw == 0.0:
                         continue
                     alpha = min(ALPHA_MAX, raw)
                     next_t = trans[j] * (1.0 - alpha)
@@ -285,8 +309,7 @@ def composite_backward(tile_start, pair_g, means2d, conics, opacities, features,
     composited up to it."""
     n_tiles = tile_start.shape[0] - 1
     for t in numba.prange(n_tiles):
-        x0, y0 = (t % tiles_x) * ts, (t // tiles_x) * ts
-        x1, y1 = min(x0 + ts, width), min(y0 + ts, height)
+        x0, y0, x1, y1 = _tile_box(t, tiles_x, ts, width, height)
         tw = x1 - x0
         trans = np.ones(ts * ts)
         composited = np.zeros(ts * ts)  # sum so far of weight * dL/dweight
@@ -304,12 +327,9 @@ def composite_backward(tile_start, pair_g, means2d, conics, opacities, features,
                 stop = max(stop, start + last[py, px])
         for k in range(start, stop):
             gi = pair_g[k]
-            mx, my = means2d[gi, 0], means2d[gi, 1]
-            ca, cb, cc = conics[gi, 0], conics[gi, 1], conics[gi, 2]
-            o = opacities[gi]
-            sigma_cut = math.log(o / ALPHA_MIN) + SIGMA_SLACK
+            mx, my, ca, cb, cc, o, sigma_cut, ax, bx, ay, by = _footprint(gi, means2d, conics, opacities, extent,
+                                                                          x0, y0, x1, y1)
             fr, fg, fb, fd = features[gi, 0], features[gi, 1], features[gi, 2], features[gi, 3]
-            ax, bx, ay, by = _pixel_box(mx, my, extent[gi, 0], extent[gi, 1], x0, y0, x1, y1)
             g_mx = g_my = g_ca = g_cb = g_cc = g_o = g_r = g_g = g_b = g_d = 0.0
             for py in range(ay, by):
                 dy = py + 0.5 - my
@@ -318,11 +338,8 @@ def composite_backward(tile_start, pair_g, means2d, conics, opacities, features,
                     if done[j]:
                         continue
                     dx = px + 0.5 - mx
-                    sigma = 0.5 * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
-                    if sigma < 0.0 or sigma > sigma_cut:
-                        continue
-                    raw = o * math.exp(-sigma)
-                    if raw < ALPHA_MIN:
+                    raw = _raw_alpha(o, ca, cb, cc, sigma_cut, dx, dy)
+                    if raw == 0.0:
                         continue
                     alpha = min(ALPHA_MAX, raw)
                     next_t = trans[j] * (1.0 - alpha)
