@@ -31,8 +31,6 @@ nothing runs twice unless the retry policy says so, and then the job says so.
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import os
 import signal
 import socket
@@ -50,7 +48,7 @@ from ..errors import Cancelled
 from .layout import DataLayout
 from .store import Job, JobStore
 from .supervisor import parse_resources
-from .worker import REPORT_EVERY_S, Outcome, execute, fresh_results_dir
+from .worker import Outcome, ThrottledProgress, execute, fresh_results_dir
 
 GPU_JOB_TYPES = frozenset({"texture", "bake", "reconstruct", "refine", "complete"})
 LOOP_S = 0.2  # store <-> board sync and task completion check
@@ -80,7 +78,7 @@ class ProgressBoard:
         return latest
 
 
-class BoardProgress:
+class BoardProgress(ThrottledProgress):
     """The Progress a pipeline gets inside a Ray task: reports to the board, raises Cancelled.
 
     Reports never wait for the board's answer: a task blocked in ray.get lends its CPU back to Ray,
@@ -89,25 +87,19 @@ class BoardProgress:
     """
 
     def __init__(self, board: Any, job_id: str, attempt: int) -> None:
+        super().__init__()
         self.board, self.job_id, self.attempt = board, job_id, attempt
         self.node = socket.gethostname()
-        self.fraction, self.stage, self._last = 0.0, "", -math.inf
         self._answers: list[Any] = []
 
-    def __call__(self, fraction: float, stage: str) -> None:
-        if math.isfinite(fraction):
-            self.fraction = min(max(float(fraction), 0.0), 1.0)
-        now = time.monotonic()
-        if stage == self.stage and now - self._last < REPORT_EVERY_S:
-            return
-        self.stage, self._last = stage, now
+    def send(self, fraction: float, stage: str) -> None:
         cancelled = False
         try:
             ready, self._answers = ray.wait(self._answers, num_returns=len(self._answers), timeout=0)
             cancelled = any(ray.get(ready))
         except ray.exceptions.RayError:
             pass  # the board is restarting (its node died): progress waits, ray.cancel still reaches us
-        self._answers.append(self.board.report.remote(self.job_id, self.attempt, self.fraction, stage[:200], self.node))
+        self._answers.append(self.board.report.remote(self.job_id, self.attempt, fraction, stage, self.node))
         if cancelled:
             raise Cancelled("cancelled by request")
 

@@ -33,14 +33,16 @@ from .layout import DataLayout
 from .store import Job, JobStore
 
 REPORT_EVERY_S = 0.2  # progress write + cancel check in SQLite at most this often (and on each new stage)
+STAGE_CHARS = 200  # a stage name is kept to this many characters in the job record
 IDLE_POLL_S = 1.0
 
 
-class JobProgress:
-    """The Progress a pipeline gets: stores progress, raises Cancelled when the job was cancelled."""
+class ThrottledProgress:
+    """A pipeline's Progress on its way to the job's record (the worker's store or the Ray engine's
+    board): fractions clamped to [0, 1] (a NaN keeps the last), passed to `send()` at most every
+    REPORT_EVERY_S and at once on each new stage, the stage cut to STAGE_CHARS."""
 
-    def __init__(self, store: JobStore, job_id: str, worker: str) -> None:
-        self.store, self.job_id, self.worker = store, job_id, worker
+    def __init__(self) -> None:
         self.fraction, self.stage = 0.0, ""
         self._last = -math.inf
 
@@ -51,7 +53,22 @@ class JobProgress:
         if stage == self.stage and now - self._last < REPORT_EVERY_S:
             return
         self.stage, self._last = stage, now
-        owned, cancel = self.store.report(self.job_id, self.worker, self.fraction, stage[:200])
+        self.send(self.fraction, stage[:STAGE_CHARS])
+
+    def send(self, fraction: float, stage: str) -> None:
+        """Record one report; raise Cancelled to stop the pipeline."""
+        raise NotImplementedError
+
+
+class JobProgress(ThrottledProgress):
+    """The Progress a pipeline gets: stores progress, raises Cancelled when the job was cancelled."""
+
+    def __init__(self, store: JobStore, job_id: str, worker: str) -> None:
+        super().__init__()
+        self.store, self.job_id, self.worker = store, job_id, worker
+
+    def send(self, fraction: float, stage: str) -> None:
+        owned, cancel = self.store.report(self.job_id, self.worker, fraction, stage)
         if cancel:
             raise Cancelled("cancelled by request")
         if not owned:  # the server settled this job meanwhile (e.g. restart recovery): stop working on it
