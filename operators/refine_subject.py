@@ -188,30 +188,32 @@ class ORBITEX_OT_refine_subject(RefineOptions, bpy.types.Operator):
         return {"inpainter": self.inpainter, "frames": self.frames, "size": self.size,
                 "source_view": self.source_view.strip() or "auto", "anchors": anchors, "consistency": self.consistency}
 
-    def _submit(self, context) -> tuple[Job, BackendClient | None]:
-        return submit(find_asset(context.active_object), [s.name for s in self.subjects], self.params())
+    def _submit(self, context) -> tuple[Job, BackendClient | None] | None:
+        """Submit the job; None, with the reason reported, when it cannot start (the scene unchanged)."""
+        try:
+            return submit(find_asset(context.active_object), [s.name for s in self.subjects], self.params())
+        except SubmitError as exc:
+            self.report({"ERROR"}, str(exc))
+            return None
 
     def invoke(self, context, event):
         """From the UI: submit and return at once; the session timer steps the job and applies it."""
-        try:
-            with session.ui_call():
-                job, client = self._submit(context)
-        except SubmitError as exc:
-            self.report({"ERROR"}, str(exc))
+        with session.ui_call():
+            submitted = self._submit(context)
+        if submitted is None:
             return {"CANCELLED"}
-        session.track(job, client, apply_refined)
+        job = session.track(*submitted, apply_refined)
         self.report({"INFO"}, f"Orbitex {JOB_TYPE} job submitted for {job.target!r}")
         return {"FINISHED"}
 
     def execute(self, context):
         """Scripts, background mode, tests: block until the result is in the scene."""
-        try:
-            job, client = self._submit(context)
-        except SubmitError as exc:
-            self.report({"ERROR"}, str(exc))
+        submitted = self._submit(context)
+        if submitted is None:
             return {"CANCELLED"}
+        job, client = submitted
         run_blocking(job, client, apply_refined)
-        session.track(job, client, apply_refined)
+        session.track(job, client, apply_refined)  # listed in the Jobs panel
         if job.state != "done":
             self.report({"ERROR"}, f"Orbitex {JOB_TYPE} for {job.target!r} {job.state}: {job.message}")
             return {"CANCELLED"}

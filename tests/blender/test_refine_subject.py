@@ -64,6 +64,25 @@ def test_refine_textured_mesh_adds_a_material_in_one_undo_step(session):
 
 
 @NEEDS_BACKEND
+def test_refine_from_the_ui_returns_at_once_and_the_timer_applies_it(session):
+    from types import SimpleNamespace
+
+    from orbitex.operators.refine_subject import ORBITEX_OT_refine_subject
+    from texturing_testing import invoke, tick_until
+
+    obj = textured_sphere("Refine UI Ball")
+    bpy.context.view_layer.objects.active = obj
+    photo = _photo("Refine UI Photo")
+    result, reports = invoke(ORBITEX_OT_refine_subject, subjects=[SimpleNamespace(name=photo.name)], **TINY)
+    assert result == {"FINISHED"} and reports == [("INFO", "Orbitex refine job submitted for 'Refine UI Ball'")]
+    job = session.board.jobs()[-1]
+    assert job.type == "refine" and job.active  # left to the timer
+    tick_until(session, lambda: not job.active)
+    assert job.state == "done", job.message
+    assert bpy.data.objects["Refine UI Ball"].material_slots[-1].material.name == "Refine UI Ball Orbitex refine"
+
+
+@NEEDS_BACKEND
 def test_refine_gaussians_adds_a_new_object(session, tmp_path: Path):
     from orbitex.addon.ply_format import read_gaussians, write_gaussians
     from orbitex.addon.scene_gaussians import export_gaussians, import_gaussians
@@ -132,3 +151,11 @@ def test_refine_refuses_bad_input_before_sending(tmp_path: Path):
             bpy.ops.orbitex.refine_subject()
         with pytest.raises(RuntimeError, match="neither an image in this file nor an image file"):
             bpy.ops.orbitex.refine_subject(subjects=[{"name": str(tmp_path / "nope.png")}])
+        # the UI path refuses the same way, before any job is listed
+        from orbitex.addon import session
+        from orbitex.operators.refine_subject import ORBITEX_OT_refine_subject
+        from texturing_testing import invoke
+
+        result, reports = invoke(ORBITEX_OT_refine_subject, subjects=[])
+        assert result == {"CANCELLED"} and not session.board.jobs()
+        assert len(reports) == 1 and reports[0][0] == "ERROR" and "at least one photo of the subject" in reports[0][1]

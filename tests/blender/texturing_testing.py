@@ -181,7 +181,8 @@ def invoke(op_cls: type, context=None, **props):  # type: ignore[no-untyped-def]
     Returns (result set, reports)."""
     module, name = op_cls.bl_idname.split(".")
     rna = getattr(getattr(bpy.ops, module), name).get_rna_type()
-    values = {p.identifier: p.default for p in rna.properties if p.identifier != "rna_type"}
+    # collection properties have no default: they start empty
+    values = {p.identifier: getattr(p, "default", []) for p in rna.properties if p.identifier != "rna_type"}
     unknown = set(props) - set(values)
     assert not unknown, f"{op_cls.bl_idname} has no properties {unknown}"
     values.update(props)
