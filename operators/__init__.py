@@ -8,8 +8,8 @@ from .texture_selected import ORBITEX_OT_texture_selected
 from .bake_from_cameras import ORBITEX_OT_bake_from_cameras
 from .batch_collection import ORBITEX_OT_batch_collection, ORBITEX_OT_cancel_batch
 from .results import ORBITEX_OT_apply_result, ORBITEX_OT_open_result_folder
-from .refine_subject import (ORBITEX_OT_refine_subject, ORBITEX_OT_refine_subject_add, ORBITEX_OT_refine_subject_remove,
-                             OrbitexSubjectImage)
+from .refine_subject import ORBITEX_OT_refine_subject, OrbitexSubjectImage
+from .refine_photos import ORBITEX_OT_refine_subject_add, ORBITEX_OT_refine_subject_remove
 
 CLASSES = (
     ORBITEX_OT_backend_start,

@@ -1,6 +1,7 @@
-"""Arrows point down (DESIGN.md): no module of backend/ imports one that imports it back, through any
-chain. Every import counts, wherever it stands: module level, inside a function (the lazy imports that
-keep the HTTP process torch-free), under TYPE_CHECKING, and importlib.import_module("literal")."""
+"""Arrows point down (DESIGN.md): no module of backend/, nor of the Blender side (addon/, operators/,
+panels/), imports one that imports it back, through any chain. Every import counts, wherever it
+stands: module level, inside a function (the lazy imports that keep the HTTP process torch-free),
+under TYPE_CHECKING, and importlib.import_module("literal")."""
 from __future__ import annotations
 
 import ast
@@ -87,8 +88,12 @@ def _circle_through(graph: dict[str, set[str]], group: set[str]) -> list[str]:
     raise AssertionError(f"no circle through {start} in {sorted(group)}")
 
 
-def backend_graph() -> dict[str, set[str]]:
-    names = module_names(REPO / "backend")
+def import_graph(*packages: str) -> dict[str, set[str]]:
+    """module -> the modules it imports, over these top-level folders of the repository (the Blender
+    side's relative imports reach from one folder into another: the repository is its package)."""
+    names: dict[str, Path] = {}
+    for package in packages:
+        names.update(module_names(REPO / package))
     return {name: imports_of(name, path, set(names)) for name, path in names.items()}
 
 
@@ -110,7 +115,14 @@ def test_the_checker_sees_lazy_relative_and_type_only_imports(tmp_path: Path) ->
 
 
 def test_backend_has_no_import_circles() -> None:
-    graph = backend_graph()
+    graph = import_graph("backend")
     assert "backend.pipelines.refine_mesh" in graph["backend.pipelines.refine"]  # the lazy dispatch is seen
     circles = import_circles(graph)
     assert circles == [], "import circles in backend/: " + "; ".join(" -> ".join(c) for c in circles)
+
+
+def test_blender_side_has_no_import_circles() -> None:
+    graph = import_graph("addon", "operators", "panels")
+    assert "panels.settings" in graph["operators.refine_photos"]  # across folders (from ..panels.settings)
+    circles = import_circles(graph)
+    assert circles == [], "import circles on the Blender side: " + "; ".join(" -> ".join(c) for c in circles)

@@ -159,3 +159,32 @@ def test_refine_refuses_bad_input_before_sending(tmp_path: Path):
         result, reports = invoke(ORBITEX_OT_refine_subject, subjects=[])
         assert result == {"CANCELLED"} and not session.board.jobs()
         assert len(reports) == 1 and reports[0][0] == "ERROR" and "at least one photo of the subject" in reports[0][1]
+
+
+def test_the_refine_panels_photo_list_adds_and_removes(tmp_path: Path):
+    from orbitex_testing import enabled_addon
+
+    with enabled_addon():
+        from orbitex.operators.refine_subject import MAX_SUBJECTS
+        from orbitex.panels.settings import refine_settings
+
+        subjects = refine_settings(bpy.context).subjects
+        subjects.clear()
+        with pytest.raises(RuntimeError, match="poll"):  # nothing to remove yet: the button is greyed out
+            bpy.ops.orbitex.refine_subject_remove(index=0)
+        photo = _photo("List Photo")
+        photo.filepath_raw = str(tmp_path / "photo.png")
+        photo.file_format = "PNG"
+        photo.save()
+        assert bpy.ops.orbitex.refine_subject_add(filepath=str(tmp_path / "photo.png")) == {"FINISHED"}
+        assert len(subjects) == 1 and subjects[0].image.filepath_raw.endswith("photo.png")
+        with pytest.raises(RuntimeError, match="cannot open"):
+            bpy.ops.orbitex.refine_subject_add(filepath=str(tmp_path / "missing.png"))
+        assert len(subjects) == 1  # the failed slot is taken back
+        while len(subjects) < MAX_SUBJECTS:
+            assert bpy.ops.orbitex.refine_subject_add() == {"FINISHED"}  # an empty slot to pick an image into
+        with pytest.raises(RuntimeError, match=f"at most {MAX_SUBJECTS} subject photos"):
+            bpy.ops.orbitex.refine_subject_add()
+        assert bpy.ops.orbitex.refine_subject_remove(index=0) == {"FINISHED"}
+        assert len(subjects) == MAX_SUBJECTS - 1 and subjects[0].image is None
+        subjects.clear()
