@@ -14,7 +14,14 @@ SKIN_VOXELS = 2.0  # the solid keeps this neighbourhood of every scan point behi
 
 
 def solid_field(fmap: FrontMap, back: np.ndarray, local: np.ndarray, free: FreeSpace | None = None) -> np.ndarray:
-    """SDF-like field (world units, < 0 inside) of the completed solid at local-frame points (..., 3):
+    """The solid's field (`solid_and_seen`'s first part)."""
+    return solid_and_seen(fmap, back, local, free)[0]
+
+
+def solid_and_seen(fmap: FrontMap, back: np.ndarray, local: np.ndarray,
+                   free: FreeSpace | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The solid's field and where the scanner saw empty space (in front of the front, outside the
+    silhouette cone): there the field is > 0 whatever the back says. SDF-like field (world units, < 0 inside) of the completed solid at local-frame points (..., 3):
     the intersection of {w >= z_f}, {w <= z_b} (per depth layer, `layered_back_term`) and the
     silhouette cone. With `free` (then `local` must be one constant-depth slice) the front term
     also measures sideways on the scan points, so it stays a distance across depth jumps, and
@@ -35,7 +42,8 @@ def solid_field(fmap: FrontMap, back: np.ndarray, local: np.ndarray, free: FreeS
         skin = SKIN_VOXELS * fmap.voxel
         near = (behind > -skin) & (front < skin) & (lateral < skin)
         behind = np.minimum(behind, free.skin_term(local, skin, where=near))
-    return np.maximum(np.maximum(front, behind), lateral)
+    seen = np.maximum(front, lateral)
+    return np.maximum(seen, behind), seen > 0
 
 
 def layered_back_term(fmap: FrontMap, back: np.ndarray, ab: np.ndarray, w: np.ndarray,

@@ -5,9 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
-from .field import solid_field
+from .field import solid_and_seen
 from .free_space import FreeSpace
 from .front_map import FrontMap, ViewFrame
+from .loops import plug_hidden_loops, separate_diagonal_solid
+
+PLUG_DEPTH_VOXELS = 0.5  # a plugged voxel's field value: inside by this much, so marching cubes closes it
+SEEN_MARGIN_VOXELS = 1.0  # seen empty space this close to the solid may be plugged too (the rim wedge is porous)
 
 
 def extract_surface(fmap: FrontMap, back: np.ndarray, ground: np.ndarray | None = None,
@@ -35,15 +39,28 @@ def extract_surface(fmap: FrontMap, back: np.ndarray, ground: np.ndarray | None 
         raise InputError("the completion volume is too large; lower the resolution")
     values = np.empty((len(xs), len(ys), len(zs)), dtype=np.float32)
     grid_x, grid_y = np.meshgrid(xs, ys, indexing="ij")
-    fn = field_fn or (lambda loc: solid_field(fmap, back, loc, free))
+    # the geometric field says where empty space was seen: hidden loops are then plugged (loops.py)
+    seen = np.zeros(values.shape, bool) if field_fn is None and free is not None else None
     for k, z in enumerate(zs):
         local = np.stack([grid_x, grid_y, np.full_like(grid_x, z)], axis=-1)
-        slab = fn(local)
+        if field_fn is not None:
+            slab = field_fn(local)
+        else:
+            slab, seen_slab = solid_and_seen(fmap, back, local, free)
+            if seen is not None:
+                seen[:, :, k] = seen_slab
         if ground is not None:
             world = view.to_world(local.reshape(-1, 3))
-            slab = np.maximum(slab, -(world @ ground[:3] + ground[3]).reshape(slab.shape))
+            below = -(world @ ground[:3] + ground[3]).reshape(slab.shape)
+            slab = np.maximum(slab, below)
+            if seen is not None:
+                seen[:, :, k] |= below > 0
         values[:, :, k] = slab
     values[[0, -1]] = values[:, [0, -1]] = values[:, :, [0, -1]] = h  # closed: outside on the box
+    if seen is not None:
+        plugs = plug_hidden_loops(values < 0, seen & (values > SEEN_MARGIN_VOXELS * h), values)
+        values[plugs] = -PLUG_DEPTH_VOXELS * h
+        values = separate_diagonal_solid(values)
     if values.min() >= 0:
         raise InputError("the completion is empty (the front is too small for the voxel grid)")
     verts, faces, _, _ = marching_cubes(values, level=0.0, spacing=(h, h, h), gradient_direction="descent")
