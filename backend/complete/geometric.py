@@ -34,7 +34,7 @@ from .free_space import FreeSpace
 from .front_map import ViewFrame, build_front_map, node_positions, obliquity, silhouette_width, smooth_inside
 from .planes import find_planar_faces, planar_back
 from .surface import extract_surface, snap_front
-from .symmetry import detect_symmetry
+from .symmetry import detect_symmetry, supported_pieces
 from .thickness import blend_symmetric, curvature_thickness, recede_from_rim, rim_depth
 from .types import Completion
 
@@ -84,8 +84,9 @@ def complete_geometric(points: np.ndarray, normals: np.ndarray, direction: np.nd
     if symmetry:
         plane = detect_symmetry(points, normals, fmap)
         progress(0.5, "symmetry")
-        if plane is not None:
-            thickness = blend_symmetric(fmap, thickness, points, plane, t_min)
+        own = None if plane is None else supported_pieces(points, normals, fmap, plane)
+        if plane is not None and own.any():
+            thickness = blend_symmetric(fmap, thickness, points[own], plane, t_min)
             notes.append(f"mirrored by a symmetry plane (normal {np.round(plane.normal, 3).tolist()}, "
                          f"support {plane.support:.0%}, violations {plane.violation:.1%})")
     back = recede_from_rim(fmap, fmap.depth + thickness)

@@ -5,7 +5,10 @@ A candidate plane reflects the front. Each reflected point is
 - violation: it lands in space the scanner saw empty (in front of the front, or outside the
   silhouette), which a true symmetry of the object can never do,
 - coverage: it lands behind the front, in the unseen part (what the mirror adds).
-A plane is used only with strong support, few violations and real coverage.
+A plane is used only with strong support, few violations and real coverage, and only on the
+pieces of the front (objects apart) it maps onto themselves or that support it themselves
+(`supported_pieces`): a plane through one cylinder's axis is a true symmetry of it, but it throws
+a second cylinder beside it deep behind the first, where nothing was seen to contradict it.
 """
 from __future__ import annotations
 
@@ -133,3 +136,25 @@ def _perturb(n: np.ndarray, angle: float, rng: np.random.Generator, count: int =
     tilted = np.cos(angle) * n[None] + np.sin(angle) * (np.cos(phi)[:, None] * u + np.sin(phi)[:, None] * v)
     out = np.concatenate([n[None], tilted])
     return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def supported_pieces(points: np.ndarray, normals: np.ndarray, fmap: FrontMap, plane: SymmetryPlane) -> np.ndarray:
+    """Bool per point: its mirror image may be used. Not where it lands in another piece of the
+    front (a connected part of the silhouette) than its own while its own piece's mirrored points
+    do not land on the front with at least MIN_SUPPORT: a piece the plane is no symmetry of would
+    be thrown behind another one, where nothing contradicts it."""
+    from scipy.ndimage import label
+
+    pieces, count = label(fmap.mask)
+    ii, jj, _ = fmap.nearest_node(fmap.view.project(points)[:, :2])
+    piece = pieces[ii, jj]
+    mi, mj, _ = fmap.nearest_node(fmap.view.project(plane.reflect(points))[:, :2])
+    keep = pieces[mi, mj] == piece
+    for k in range(1, count + 1):
+        mine = np.flatnonzero(piece == k)
+        if len(mine) == 0 or keep[mine].all():
+            continue
+        sub = mine[:: max(1, len(mine) // 4000)]
+        support = score_planes(points[sub], normals[sub], fmap, plane.normal[None], np.array([[plane.offset]]))[0, 0, 0]
+        keep[mine] |= support >= MIN_SUPPORT
+    return keep

@@ -94,3 +94,25 @@ def test_scan_direction_of_a_flat_face_seen_head_on():
     cyl.apply_transform(rot(np.radians(5.5), [1, 0.4, 0]))
     _, d, _ = _scan(cyl)
     assert np.degrees(np.arccos(d @ DOWN)) < 3.0
+
+
+def test_a_mirror_plane_is_used_only_on_the_pieces_it_maps_onto_themselves_or_that_support_it():
+    from backend.complete.symmetry import SymmetryPlane, supported_pieces
+
+    parts = []
+    for x in (-0.24, 0.24):  # two cylinders apart, seen from the side (their axes along y)
+        c = trimesh.creation.cylinder(radius=0.14, height=0.7, sections=48)
+        c.apply_transform(rot(np.pi / 2, [1, 0, 0]))
+        c.apply_translation([x, 0.0, 0.0])
+        parts.append(c)
+    scan, d, normals = _scan(trimesh.util.concatenate(parts))
+    fmap = build_front_map(scan.points, normals, make_view(scan.points, d, None), 48)
+    left = scan.points[:, 0] < 0
+    # through the left cylinder's axis at 45 degrees: a true symmetry of it, none of the right one,
+    # whose mirror image would land deep behind the left one
+    n = np.array([1.0, 0.0, 1.0]) / np.sqrt(2.0)
+    tilted = SymmetryPlane(n, float(n @ [-0.24, 0.0, 0.0]), 0.3, 0.0, 0.3)
+    keep = supported_pieces(scan.points, normals, fmap, tilted)
+    assert keep[left].mean() > 0.95 and keep[~left].mean() < 0.05
+    between = SymmetryPlane(np.array([1.0, 0.0, 0.0]), 0.0, 0.5, 0.0, 0.3)  # maps each onto the other
+    assert supported_pieces(scan.points, normals, fmap, between).all()
