@@ -110,30 +110,83 @@ def _grow(grown, hidden, priority, offsets, adj26):  # type: ignore[no-untyped-d
                 queued[a, b, c] = True
 
 
+def _corner_pieces_table() -> np.ndarray:
+    """For each of the 256 inside/outside patterns of a cube's corners (bit 4 i + 2 j + k set:
+    inside), how many pieces the inside corners form along the cube's edges."""
+    corners = [(i, j, k) for i in (0, 1) for j in (0, 1) for k in (0, 1)]
+    table = np.zeros(256, np.int8)
+    for code in range(256):
+        inside = [c for n, c in enumerate(corners) if code >> n & 1]
+        seen: set = set()
+        for c in inside:
+            if c in seen:
+                continue
+            table[code] += 1
+            stack = [c]
+            while stack:
+                x = stack.pop()
+                if x in seen:
+                    continue
+                seen.add(x)
+                stack += [y for y in inside if sum(abs(a - b) for a, b in zip(x, y)) == 1]
+    return table
+
+
+_CORNER_PIECES = _corner_pieces_table()
+CUBE_FACTOR = 1.05  # a cube with apart inside corners: its outside corners at least this times its largest |inside| value
+
+
 def separate_diagonal_solid(values: np.ndarray, passes: int = 3) -> np.ndarray:
-    """The field with marching cubes made to read solid voxels that touch only along an edge of a
-    grid face as apart (6-connected solid, as `plug_hidden_loops` counts it): on every face whose
-    one diagonal is inside (< 0) and the other outside, the outside pair is raised until the
-    face's saddle (bilinear interpolant) is outside, a c < b d. Marching cubes decides such faces by
-    that saddle; left alone it joins some of them and a plugged loop opens again as a handle. Only
+    """The field with marching cubes made to read solid voxels that touch only diagonally as
+    apart (6-connected solid, as `plug_hidden_loops` counts it). Marching cubes decides such
+    places by the trilinear interpolant; left alone it joins some of them and a plugged loop opens
+    again as a handle. On every grid face whose one diagonal is inside (< 0) and the other outside,
+    the outside pair is raised until the face's saddle is outside (a c < b d); in every cube whose
+    inside corners are apart along its edges (two opposite corners, say), its outside corners are
+    raised to its largest |inside| value (marching cubes' interior test then parts them). Only
     values > 0 grow, by the least factor needed (the surface there moves towards the inside
     corners, by a fraction of a voxel)."""
     out = values.astype(np.float32, copy=True)
     for _ in range(passes):
-        changed = False
-        for axis in range(3):
-            v = np.moveaxis(out, axis, 2)  # faces across the first two axes, one per slice
-            a, b, c, d = v[:-1, :-1], v[1:, :-1], v[1:, 1:], v[:-1, 1:]
-            for (p, q), (r, s) in ((((a, c), (b, d))), (((b, d), (a, c)))):
-                bad = (p < 0) & (q < 0) & (r > 0) & (s > 0) & (p * q >= r * s)
-                if not bad.any():
-                    continue
-                changed = True
-                with np.errstate(invalid="ignore"):  # (the products are negative off the bad faces)
-                    factor = np.where(bad, np.sqrt((p * q) / np.maximum(r * s, 1e-30)) * 1.05, 1.0).astype(np.float32)
-                # a corner shared by several bad faces takes the largest factor
-                for corner in (r, s):
-                    np.maximum(corner, corner * factor, out=corner)
+        changed = _settle_faces(out) | _settle_cubes(out)
         if not changed:
             break
     return out
+
+
+def _settle_faces(out: np.ndarray) -> bool:
+    changed = False
+    for axis in range(3):
+        v = np.moveaxis(out, axis, 2)  # faces across the first two axes, one per slice
+        a, b, c, d = v[:-1, :-1], v[1:, :-1], v[1:, 1:], v[:-1, 1:]
+        for (p, q), (r, s) in ((((a, c), (b, d))), (((b, d), (a, c)))):
+            bad = (p < 0) & (q < 0) & (r > 0) & (s > 0) & (p * q >= r * s)
+            if not bad.any():
+                continue
+            changed = True
+            with np.errstate(invalid="ignore"):  # (the products are negative off the bad faces)
+                factor = np.where(bad, np.sqrt((p * q) / np.maximum(r * s, 1e-30)) * 1.05, 1.0).astype(np.float32)
+            for corner in (r, s):  # a corner shared by several bad faces ends with the largest factor
+                np.maximum(corner, corner * factor, out=corner)
+    return changed
+
+
+def _settle_cubes(out: np.ndarray) -> bool:
+    corners = [out[i:out.shape[0] - 1 + i, j:out.shape[1] - 1 + j, k:out.shape[2] - 1 + k]
+               for i in (0, 1) for j in (0, 1) for k in (0, 1)]
+    code = np.zeros(corners[0].shape, np.uint8)
+    for n, c in enumerate(corners):
+        code |= (c < 0).astype(np.uint8) << n
+    apart = np.nonzero(_CORNER_PIECES[code] >= 2)
+    if len(apart[0]) == 0:
+        return False
+    vals = np.stack([c[apart] for c in corners])  # (8, M)
+    # skimage's interior test parts two opposite inside corners a, b once the outside ones pass
+    # sqrt(a b): raising them to the largest |inside| value is enough for any pair
+    floor = CUBE_FACTOR * (-vals.min(axis=0))
+    if (vals[vals > 0] >= np.broadcast_to(floor, vals.shape)[vals > 0]).all():
+        return False
+    for c in corners:
+        cur = c[apart]
+        c[apart] = np.where(cur > 0, np.maximum(cur, floor), cur)
+    return True

@@ -83,4 +83,13 @@ def test_solid_touching_along_an_edge_is_read_apart_by_marching_cubes():
     verts, faces, _, _ = marching_cubes(out, 0.0)
     assert topology(verts, faces)["pieces"] == 2
     assert (out[values < 0] == values[values < 0]).all() and (out >= values).all()
-    assert out.max() <= 0.1 * 10 * 1.05 + 1e-6  # the outside pair raised by the least factor (a c / b d = 100)
+    assert out.max() <= 2.0  # the outside raised to the order of the inside values, not beyond
+
+
+def test_solid_touching_at_a_corner_is_read_apart_by_marching_cubes():
+    values = np.full((6, 6, 6), 0.2, np.float32)
+    values[2, 2, 2] = values[3, 3, 3] = -1.0  # the centre of their cube: (-2 + 6 * 0.2) / 8 < 0
+    verts, faces, _, _ = marching_cubes(values, 0.0)
+    assert topology(verts, faces)["pieces"] == 1
+    verts, faces, _, _ = marching_cubes(separate_diagonal_solid(values), 0.0)
+    assert topology(verts, faces)["pieces"] == 2
