@@ -18,8 +18,10 @@ def extract_surface(fmap: FrontMap, back: np.ndarray, ground: np.ndarray | None 
                     field_fn=None, free: FreeSpace | None = None) -> tuple[np.ndarray, np.ndarray, int]:
     """Marching cubes over the solid's field on a local-frame grid of the front map's voxel size,
     evaluated one constant-depth slice at a time (bounded memory; the sideways front term of
-    `free` is measured per depth). `field_fn(local slice) -> values` overrides the field (the
-    guided path combines its own)."""
+    `free` is measured per depth). With `free` (the geometric field, which says where empty space
+    was seen) hidden loops are plugged and marching cubes made to read the solid 6-connected
+    (loops.py): no handle the scanner did not see through. `field_fn(local slice) -> values`
+    overrides the field (the guided path combines its own)."""
     from skimage.measure import marching_cubes
 
     view, h = fmap.view, fmap.voxel
