@@ -27,13 +27,18 @@ import numpy as np
 _OFFSETS = np.array([(i, j, k) for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1) if (i, j, k) != (0, 0, 0)],
                     dtype=np.int64)
 _ADJ26 = np.array([[np.abs(a - b).max() == 1 for b in _OFFSETS] for a in _OFFSETS])
+PLUG_DEEPER = 0.5  # growth order: voxels of emptiness worth one voxel of distance from seen space
 
 
-def plug_hidden_loops(inside: np.ndarray, seen: np.ndarray, priority: np.ndarray) -> np.ndarray:
+def plug_hidden_loops(inside: np.ndarray, seen: np.ndarray, emptiness: np.ndarray) -> np.ndarray:
     """Bool mask of the hidden empty voxels (not `inside`, not `seen`) to make solid so that the
-    empty space has no loop or pocket merge that the seen empty space lacks. `priority` (same
-    shape): the order of growth, highest first (the field value: most clearly empty first). The
-    grid's outer layer counts as seen."""
+    empty space has no loop or pocket merge that the seen empty space lacks. `emptiness` (same
+    shape, in voxels: the field value): the most clearly empty grow first, and those nearer to
+    seen space before deeper ones (PLUG_DEEPER per voxel of distance), so the plugs land deep in
+    hidden space, not beside the front, where added solid would move the surface off the scan.
+    The grid's outer layer counts as seen."""
+    from scipy.ndimage import distance_transform_edt
+
     empty = (~inside) | seen
     grown = np.zeros(inside.shape, np.uint8)
     grown[seen & ~inside] = 1
@@ -43,7 +48,8 @@ def plug_hidden_loops(inside: np.ndarray, seen: np.ndarray, priority: np.ndarray
     hidden = empty & (grown == 0)
     if not hidden.any():
         return hidden
-    _grow(grown, hidden.astype(np.uint8), priority.astype(np.float64), _OFFSETS, _ADJ26)
+    order = emptiness - PLUG_DEEPER * distance_transform_edt(~seen)  # (from what was seen, not the grid's border)
+    _grow(grown, hidden.astype(np.uint8), order.astype(np.float64), _OFFSETS, _ADJ26)
     return hidden & (grown == 0)
 
 

@@ -11,7 +11,8 @@ from .front_map import FrontMap, ViewFrame
 from .loops import plug_hidden_loops, separate_diagonal_solid
 
 PLUG_DEPTH_VOXELS = 0.5  # a plugged voxel's field value: inside by this much, so marching cubes closes it
-SEEN_MARGIN_VOXELS = 1.0  # seen empty space this close to the solid may be plugged too (the rim wedge is porous)
+SEEN_PLUG_DEPTH_VOXELS = 0.05
+SEEN_MARGIN_VOXELS = 0.5  # seen empty space this close to the solid may be plugged too (the rim wedge is porous)
 
 
 def extract_surface(fmap: FrontMap, back: np.ndarray, ground: np.ndarray | None = None,
@@ -60,8 +61,9 @@ def extract_surface(fmap: FrontMap, back: np.ndarray, ground: np.ndarray | None 
         values[:, :, k] = slab
     values[[0, -1]] = values[:, [0, -1]] = values[:, :, [0, -1]] = h  # closed: outside on the box
     if seen is not None:
-        plugs = plug_hidden_loops(values < 0, seen & (values > SEEN_MARGIN_VOXELS * h), values)
-        values[plugs] = -PLUG_DEPTH_VOXELS * h
+        plugs = plug_hidden_loops(values < 0, seen & (values > SEEN_MARGIN_VOXELS * h), values / h)
+        # a plug in seen space, right at the front, only just inside: it must not bulge over the scan
+        values[plugs] = np.where(seen[plugs], -SEEN_PLUG_DEPTH_VOXELS * h, -PLUG_DEPTH_VOXELS * h)
         values = separate_diagonal_solid(values)
     if values.min() >= 0:
         raise InputError("the completion is empty (the front is too small for the voxel grid)")

@@ -21,7 +21,7 @@ def _field(inside: np.ndarray) -> np.ndarray:
 
 
 def _plugged(values: np.ndarray, seen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    plugs = plug_hidden_loops(values < 0, seen, values)
+    plugs = plug_hidden_loops(values < 0, seen, values)  # (the test fields are in voxels)
     out = values.copy()
     out[plugs] = -0.5
     return out, plugs
@@ -45,6 +45,16 @@ def test_a_slit_through_hidden_space_is_plugged_to_genus_zero():
     out, plugs = _plugged(values, seen)
     assert _genus(out) == 0
     assert 0 < plugs.sum() <= 12  # one cross-section of the slit (6 voxels), not the slit filled
+
+
+
+def test_plugs_land_deep_in_hidden_space_not_beside_what_was_seen():
+    values, seen = _block_with_slit()
+    values[4:20, 11, 10:16] = np.linspace(0.2, 1.0, 16)[:, None]  # the slit emptier towards i = 19
+    # most empty first alone would grow in from the i = 19 end and plug the slit at i = 4, right
+    # beside seen space; nearer seen space first, the two ends meet half-way
+    _, plugs = _plugged(values, seen)
+    assert len(plugs.nonzero()[0]) and np.abs(np.argwhere(plugs)[:, 0] - 11.5).max() <= 3.5
     assert not (plugs & seen).any()
 
 
