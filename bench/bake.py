@@ -17,12 +17,13 @@ bake with each method, then render the baked texture and the ground truth at 24 
 (off both orbits) and print PSNR (over the object's pixels) and SSIM, and seconds per stage.
 The baseline is `average` without alignment (the plain confidence-weighted average; `average` if
 that row is not run) in the same process: the table gives method - baseline in dB. Method names
-take variant suffixes: `-noseam` (no seam levelling), `-noalign` (no view alignment), `-nodetail` (mrf/greedy
-without the frame-detail unary term, i.e. Ink3D's unary), `-noblend` (no feathering across seams),
-`-cons` (mrf/greedy with the per-voxel consistency unary, `--consistency-weight`).
+take variant suffixes (VARIANTS): `-noseam` (no seam levelling), `-noalign` (no view alignment), `-nodetail`
+(mrf/greedy without the frame-detail unary term, i.e. Ink3D's unary), `-noblend` (no feathering across seams),
+`-cons` (mrf/greedy with the per-voxel consistency unary, `--consistency-weight`), `-nosharp`, `-nobands`,
+`-p1`, `-noresolution` (one of the 2026-12-04 changes off), `-prev` (all of them off: the code before).
 
   .venv/backend/bin/python bench/bake.py [--assets text,plaid,thin] [--methods mrf,mrf-noseam,mrf-noalign,greedy,average,average-noalign,optimize]
-      [--frames 61] [--size 512] [--texture-size 2048] [--voxel-res 256] [--mrf-lambda 5] [--detail-weight 0.5] [--clean] [--threads N]
+      [--frames 61] [--size 512] [--texture-size 2048] [--voxel-res 256] [--mrf-lambda L] [--detail-weight W] [--clean] [--threads N]
       [--json OUT]
 """
 from __future__ import annotations
@@ -45,6 +46,16 @@ import torch  # noqa: E402
 from bench.synthetic import (corrupt, corrupt_random, grazing_cameras, held_out_cameras, make_asset,  # noqa: E402
                              render_views, sphere_cameras)
 
+# method variants (METHOD-FLAG, combinable): BakeParams fields changed from their defaults
+VARIANTS: dict[str, dict] = {
+    "noseam": {"seam_levelling": False}, "noalign": {"align": False}, "noblend": {"seam_blend": False},
+    "nodetail": {"detail_weight": 0.0},  # mrf/greedy with Ink3D's unary
+    "cons": {},  # the per-voxel consistency unary at --consistency-weight
+    "nosharp": {"sharpen": 0.0}, "nobands": {"band_sigma": 0.0}, "p1": {"align_passes": 1},
+    "noresolution": {"resolution_weight": 0.0},
+    # the defaults before the sparse-suite work of 2026-12-04 (issue 13)
+    "prev": {"sharpen": 0.0, "band_sigma": 0.0, "align_passes": 1, "resolution_weight": 0.0, "mrf_lambda": 5.0},
+}
 METHODS = ("mrf", "mrf-noseam", "mrf-noalign", "mrf-nodetail", "greedy", "average", "average-noalign", "optimize")
 
 
@@ -119,13 +130,15 @@ def run_asset(name: str, args: argparse.Namespace) -> list[dict]:
     rows = [{"asset": name, "method": "gt-resampled", "psnr": round(psnr, 2), "ssim": round(ssim, 4), "seconds": 0.0}]
     print(f"[{name}] ground truth at {args.texture_size}^2: PSNR {psnr:.2f} dB  SSIM {ssim:.4f} (upper bound)", flush=True)
     for method in args.methods:
-        base_method, *flags = method.split("-")  # variants: METHOD-noseam, -noalign, -nodetail, -noblend (combinable)
+        base_method, *flags = method.split("-")  # variants: METHOD-FLAG-FLAG..., see VARIANTS
+        unknown = [f for f in flags if f not in VARIANTS]
+        if unknown:
+            raise SystemExit(f"unknown method variant {unknown}; known: {', '.join(VARIANTS)}")
+        options = {k: v for k, v in (("mrf_lambda", args.mrf_lambda), ("detail_weight", args.detail_weight)) if v is not None}
+        for flag in flags:
+            options.update(VARIANTS[flag] if flag != "cons" else {"consistency_weight": args.consistency_weight})
         params = BakeParams(method=base_method, texture_size=args.texture_size, voxel_res=args.voxel_res,
-                            seam_levelling="noseam" not in flags, align="noalign" not in flags,
-                            seam_blend="noblend" not in flags,
-                            detail_weight=0.0 if "nodetail" in flags else args.detail_weight,
-                            consistency_weight=args.consistency_weight if "cons" in flags else 0.0,
-                            optimize_steps=args.optimize_steps, mrf_lambda=args.mrf_lambda)
+                            optimize_steps=args.optimize_steps, **options)
         wall, cpu = time.perf_counter(), time.process_time()
         result = bake(asset.mesh, views, params)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
@@ -169,8 +182,8 @@ def main() -> None:
     parser.add_argument("--texture-size", type=int, help="default 1024 sparse, 2048 orbit")
     parser.add_argument("--voxel-res", type=int, default=256)
     parser.add_argument("--optimize-steps", type=int, default=100)
-    parser.add_argument("--mrf-lambda", type=float, default=5.0, help="Potts weight (Ink3D: 5)")
-    parser.add_argument("--detail-weight", type=float, default=0.5, help="frame-detail unary weight (default 0.5)")
+    parser.add_argument("--mrf-lambda", type=float, help="Potts weight (default: BakeParams'; Ink3D: 5)")
+    parser.add_argument("--detail-weight", type=float, help="frame-detail unary weight (default: BakeParams')")
     parser.add_argument("--consistency-weight", type=float, default=1.0,
                         help="weight of the consistency unary in the -cons variants (default 1)")
     parser.add_argument("--clean", action="store_true", help="skip the corruption")

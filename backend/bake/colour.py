@@ -8,6 +8,31 @@ import torch
 from .visibility import ViewDepth, visibility
 
 
+def blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Views (N, H, W, C) blurred by a Gaussian of `sigma` px (OpenCV), float32."""
+    import cv2
+    import numpy as np
+
+    out = np.empty(tuple(images.shape), dtype=np.float32)
+    for i, im in enumerate(images.numpy()):
+        out[i] = cv2.GaussianBlur(np.ascontiguousarray(im, dtype=np.float32), (0, 0), sigma).reshape(im.shape)
+    return torch.from_numpy(out)
+
+
+def sharpen(images: torch.Tensor, amount: float, sigma: float = 1.0) -> torch.Tensor:
+    """Unsharp-masked views (N, H, W, C): I + amount (I - blur_sigma(I)).
+
+    A texel read from a view carries that view's pixel integration (a 1 px box) and the
+    bilinear lookup (a 1 px tent), about a 0.5 px Gaussian of blur in the view on top of the
+    texture's own detail (and a video model's frames add their own blur); rendering the texture
+    in another view integrates over that view's pixels again. A mild unsharp mask undoes most
+    of the first blur (for small frequencies, 1 + amount (1 - exp(-sigma^2 w^2 / 2)) against
+    exp(-0.125 w^2))."""
+    if amount <= 0:
+        return images
+    return images + amount * (images - blur(images, sigma))
+
+
 def sample_bilinear(images: torch.Tensor, view: torch.Tensor, px: torch.Tensor, py: torch.Tensor) -> torch.Tensor:
     """Colours (M, C) of images (N, H, W, C) at pixel coordinates (px, py) of views `view` (M,)
     (pixel centres at +0.5; clamped at the image border)."""
@@ -63,8 +88,8 @@ def ranked_observations(points: torch.Tensor, normals: torch.Tensor, candidates:
     for rank in range(candidates.shape[1]):
         view = candidates[:, rank]
         idx = torch.nonzero(view >= 0).squeeze(1)
-        if len(idx) == 0:
-            return
+        if len(idx) == 0:  # a rank can be empty with later ones not (a label taken out of its candidates)
+            continue
         view = view[idx]
         conf, px, py = visibility(points[idx], normals[idx], views, view)
         ok = conf > 0

@@ -72,6 +72,25 @@ def consistency_costs(graph: VoxelGraph, views: ViewDepth, images: torch.Tensor,
     return torch.where(candidates >= 0, dev, torch.zeros_like(dev))
 
 
+def resolution_costs(graph: VoxelGraph, views: ViewDepth, candidates: torch.Tensor) -> torch.Tensor:
+    """How much coarser each candidate view samples each voxel (V, K) than the voxel's finest
+    candidate: 1 - footprint / finest footprint, footprint = focal / depth (pixels per unit of
+    surface facing the camera; the tilt is the confidence's part). 0 for -1 ranks. Beyond Ink3D,
+    whose confidence is the angle alone: with cameras at different distances (a hand-held
+    capture, close-ups), a close view resolves a patch better than a far one at the same angle."""
+    from .visibility import project
+
+    centres = views.local(graph.centres)
+    footprint = torch.zeros(candidates.shape, dtype=torch.float32)
+    for rank in range(candidates.shape[1]):
+        cand = candidates[:, rank]
+        idx = torch.nonzero(cand >= 0).squeeze(1)
+        _, _, z = project(centres[idx], views, cand[idx])
+        footprint[idx, rank] = views.intrinsics[cand[idx], 0] / z.clamp(min=1e-9)
+    finest = footprint.amax(1, keepdim=True).clamp(min=1e-12)
+    return torch.where(candidates >= 0, 1 - footprint / finest, torch.zeros_like(footprint))
+
+
 def top_k(conf: torch.Tensor, k: int) -> torch.Tensor:
     """Candidate views (V, K) by decreasing confidence, -1 past the views that see the voxel."""
     k = min(k, conf.shape[1])
