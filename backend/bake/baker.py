@@ -21,7 +21,7 @@ from ..assets.surface_voxels import VoxelGraph, bfs_fill, build_voxels
 from ..errors import InputError
 from ..progress import Progress, no_progress, sub_progress
 from . import selection
-from .colour import blur, sharpen, texel_average, texel_colours
+from .colour import sharpen, texel_average, texel_colours
 from .fill import gutter_fill
 from .params import BakeParams
 from .seams import blend_strips, level_offsets, seam_differences
@@ -162,9 +162,10 @@ def bake(mesh: Mesh, views: "ViewSet", params: BakeParams | None = None,
                 labels, info = labels_job.result()
                 report.update(info)
                 timer.lap("view_selection")  # what the selection added after the alignment
+            if params.sharpen > 0:
+                report["sharpen"] = params.sharpen
             colour, seen, chosen = _sample(graph, texels, texel_voxel, vd, sharpen(images, params.sharpen), candidates,
-                                           labels, vcolour,
-                                           params, report, timer, sub_progress(progress, 0.45, 0.9))
+                                           labels, vcolour, params, report, timer, sub_progress(progress, 0.45, 0.9))
     finally:
         if pool is not None:  # on an error or a cancel, do not wait for a running alpha-expansion
             pool.shutdown(wait=False, cancel_futures=True)
@@ -224,8 +225,6 @@ def _sample(graph: VoxelGraph, texels: Texels, texel_voxel: np.ndarray, vd: View
     tv = torch.as_tensor(texel_voxel)
     colour = torch.zeros((len(texels), images.shape[-1]), dtype=torch.float32)
     chosen = torch.full((len(texels),), -1, dtype=torch.long)
-    # two bands (Baumberg-style blending): the label view gives the detail, every view the base
-    low = blur(images, params.band_sigma) if labels is not None and params.band_sigma > 0 else None
     seen = torch.zeros(len(texels), dtype=torch.bool)
     chunks = list(range(0, len(texels), _TEXEL_CHUNK))
     for n, start in enumerate(chunks):
@@ -234,14 +233,9 @@ def _sample(graph: VoxelGraph, texels: Texels, texel_voxel: np.ndarray, vd: View
         if labels is None:
             colour[sl], weight = texel_average(points[sl], normals[sl], cand, images, vd)
             seen[sl] = weight > 0
-        elif low is None:
+        else:
             colour[sl], chosen[sl] = texel_colours(points[sl], normals[sl], cand, images, vd)
             seen[sl] = chosen[sl] >= 0
-        else:
-            detail, chosen[sl] = texel_colours(points[sl], normals[sl], cand, images - low, vd)
-            base, _ = texel_average(points[sl], normals[sl], cand, low, vd)
-            seen[sl] = chosen[sl] >= 0
-            colour[sl] = torch.where(seen[sl, None], base + detail, detail)
         progress(0.8 * (n + 1) / len(chunks), "sampling colours")
     timer.lap("colour")
     colour_np, seen_np, chosen_np = colour.numpy(), seen.numpy(), chosen.numpy()

@@ -22,9 +22,8 @@ class BakeParams:
     mrf_lambda: float = 5.0  # Potts weight lambda of lambda / (1 + beta * colour difference)
     detail_weight: float = 0.5  # mrf/greedy unary + weight x how much blurrier a frame is than the sharpest (0: Ink3D's)
     consistency_weight: float = 0.0  # mrf/greedy unary + weight x a view's disagreement with the voxel's consensus colour
-    resolution_weight: float = 0.0  # mrf/greedy unary + weight x how much coarser a view samples the voxel than its closest view
-    sharpen: float = 0.0  # unsharp-mask amount (1 px) of the views colours are read from (undoes pixel integration)
-    band_sigma: float = 0.0  # mrf/greedy: colour below this blur (px) from all views' weighted average, detail from the label (0: label alone)
+    resolution_weight: float = 1.0  # mrf/greedy unary + weight x how much coarser a view samples the voxel than its closest view (0: Ink3D's)
+    sharpen: float = 1.0  # unsharp-mask amount (1 px) of the views colours are read from (undoes pixel integration; 0: off)
     mrf_iterations: int = 1  # alpha-expansion cycles over all labels (-1: until convergence)
     depth_tolerance: float = 0.01  # visibility depth test, as a fraction of the largest box side
     edge_margin: int = 2  # pixels near silhouettes / depth jumps count as unseen (misaligned views)
@@ -34,7 +33,7 @@ class BakeParams:
     seam_levelling: bool = True  # global per-label colour offsets that make seams agree
     seam_blend: bool = True  # then feather colours across label seams, one voxel each side (seams.blend_strips)
     align: bool = True  # warp and colour-correct each view onto the surface before selection (align.py)
-    align_passes: int = 1  # estimate -> flow -> warp rounds (later ones start from the aligned views)
+    align_passes: int = 2  # estimate -> flow -> warp rounds (the second's estimate is made of the aligned views)
     align_max_shift: float = 8.0  # largest misalignment corrected, in pixels
     optimize_steps: int = 200  # gradient steps of the `optimize` method
     rasterizer: str = "auto"  # G-buffer rasterizer: auto | moderngl | torch | nvdiffrast
@@ -52,9 +51,8 @@ class BakeParams:
             raise InputError(f"voxel_res must be between 4 and 4096, not {self.voxel_res}")
         if self.top_k < 1:
             raise InputError("top_k must be at least 1")
-        if min(self.detail_weight, self.consistency_weight, self.resolution_weight, self.sharpen,
-               self.band_sigma) < 0:
-            raise InputError("detail_weight, consistency_weight, resolution_weight, sharpen and band_sigma must be >= 0")
+        if min(self.detail_weight, self.consistency_weight, self.resolution_weight, self.sharpen) < 0:
+            raise InputError("detail_weight, consistency_weight, resolution_weight and sharpen must be >= 0")
         if self.mrf_lambda < 0 or not self.depth_tolerance > 0 or self.edge_margin < 0:
             raise InputError("mrf_lambda and edge_margin must be >= 0 and depth_tolerance > 0")
         if self.mrf_iterations == 0 or self.mrf_iterations < -1:

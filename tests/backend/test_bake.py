@@ -543,33 +543,3 @@ def test_sharpening_the_views_brings_back_detail_lost_to_pixel_integration() -> 
     with pytest.raises(InputError, match="sharpen"):
         BakeParams(sharpen=-1)
 
-
-def test_two_bands_take_the_base_colour_from_every_view_and_the_detail_from_the_label() -> None:
-    """Two views of a quad, one 0.15 brighter: greedy labels each the half it faces better, so the
-    plain bake has a 0.15 step where the halves meet; with two bands both halves take the base
-    (below band_sigma) from the average of both views and the detail from their label, so the
-    step is gone and the detail is still there."""
-    mesh = quad_mesh()
-    cams = [camera_towards([math.sin(math.radians(a)), 0, math.cos(math.radians(a))], size=96) for a in (-30, 30)]
-    gt = detailed_texture(128, cells=12)
-    images, _ = render_views(mesh, gt, cams, supersample=2)
-    images[1] = np.clip(images[1] + 0.15, 0, 1)
-    params = dict(method="greedy", texture_size=128, voxel_res=8, align=False, seam_levelling=False, seam_blend=False,
-                  detail_weight=0.0)
-    texels = texel_samples(mesh, 128)
-    inner = (np.abs(texels.position[:, :2]) < 0.4).all(1)
-    left = inner & (texels.position[:, 0] < -0.1)
-    right = inner & (texels.position[:, 0] > 0.1)
-    step, detail = {}, {}
-    for sigma in (0.0, 3.0):
-        result = bake(mesh, _views(cams, images), BakeParams(band_sigma=sigma, **params))
-        hist = result.report["label_histogram"]
-        assert min(hist.values()) > 0.3 * sum(hist.values()), hist  # each view labels about half
-        err = (result.texture[texels.rows, texels.cols] - gt[texels.rows, texels.cols]).mean(1)
-        step[sigma] = abs(float(err[left].mean() - err[right].mean()))
-        out = result.texture[texels.rows, texels.cols].mean(1)
-        detail[sigma] = float(np.corrcoef(out[inner], gt[texels.rows, texels.cols].mean(1)[inner])[0, 1])
-    assert step[0.0] > 0.1 and step[3.0] < 0.03, step
-    assert detail[3.0] > 0.97 * detail[0.0], detail
-    with pytest.raises(InputError, match="band_sigma"):
-        BakeParams(band_sigma=-1)
