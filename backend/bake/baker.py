@@ -2,8 +2,9 @@
 
 Stages: texels of the UV layout -> surface voxels -> per-view depth and visibility -> view
 alignment (align.py) and, beside it in a thread, view selection per voxel (mrf | greedy; it reads
-no image) -> colour per texel at its exact projection in the chosen view (`average`: all views;
-`optimize`: gradient descent instead) -> seam levelling -> BFS fill of unseen surface -> gutter.
+no image; unary: confidence, frame detail, per-voxel resolution) -> colour per texel at its exact
+projection in the chosen view, read after an unsharp mask (`average`: all views; `optimize`:
+gradient descent instead) -> seam levelling -> BFS fill of unseen surface -> gutter.
 Works in whatever frame the mesh and the cameras share (no normalization needed).
 """
 from __future__ import annotations
