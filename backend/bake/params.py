@@ -33,7 +33,7 @@ class BakeParams:
     seam_levelling: bool = True  # global per-label colour offsets that make seams agree
     seam_blend: bool = True  # then feather colours across label seams, one voxel each side (seams.blend_strips)
     align: bool = True  # warp and colour-correct each view onto the surface before selection (align.py)
-    align_passes: int = 1  # estimate -> flow -> warp rounds (later ones start from the aligned views)
+    align_passes: int = 2  # estimate -> flow -> warp rounds (the second's estimate is made of the aligned views)
     align_max_shift: float = 8.0  # largest misalignment corrected, in pixels
     optimize_steps: int = 200  # gradient steps of the `optimize` method
     rasterizer: str = "auto"  # G-buffer rasterizer: auto | moderngl | torch | nvdiffrast

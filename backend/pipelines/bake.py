@@ -46,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sharpen", type=float,
                         help="unsharp-mask amount of the views colours are read from (default 1; 0 = off)")
     parser.add_argument("--align-passes", dest="align_passes", type=int,
-                        help="view alignment rounds: estimate, flow, warp (default 1)")
+                        help="view alignment rounds: estimate, flow, warp (default 2)")
     parser.add_argument("--mrf-iterations", dest="mrf_iterations", type=int,
                         help="alpha-expansion cycles (default 1; -1 = until convergence)")
     parser.add_argument("--lock-reference", dest="lock_reference", action="store_true", default=None,

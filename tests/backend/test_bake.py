@@ -288,17 +288,22 @@ def test_flow_recovers_a_known_shift_of_an_image() -> None:
     assert np.allclose(flow[defined].mean(0), [2.0, -1.0], atol=0.3), flow[defined].mean(0)
 
 
-def test_alignment_recovers_a_view_shifted_by_two_pixels() -> None:
+@pytest.mark.parametrize("passes, drift", [(1, 0.3), (2, 0.5)])
+def test_alignment_recovers_a_view_shifted_by_two_pixels(passes: int, drift: float) -> None:
     # dense orbits, as from a video: each texel's estimate averages several views, so the one
-    # shifted view barely moves the estimate its neighbours are aligned to
+    # shifted view barely moves the estimate its neighbours are aligned to. The second pass
+    # (the default) moves a few unshifted views near the orbits' shared frame by up to 0.43 px
+    # (one pass: < 0.3); on sparse, randomly warped view sets it is worth +0.2..+2 dB held out
+    # (bench/RESULTS.md, 2026-12-04), so its tolerance here is 0.5 px.
     mesh, gt, cams, images = _torus_views(512, frames=30)
     k = 5
     images[k] = shift_image(images[k], 2.0, 0.0)
-    result = bake(mesh, _views(cams, images), BakeParams(method="mrf", texture_size=512, voxel_res=64))
+    result = bake(mesh, _views(cams, images), BakeParams(method="mrf", texture_size=512, voxel_res=64,
+                                                         align_passes=passes))
     shifts = np.asarray(result.report["alignment"]["shift_px"])
     assert np.linalg.norm(shifts[k] - [2.0, 0.0]) < 0.3, shifts[k]
     others = np.delete(shifts, k, axis=0)
-    assert np.linalg.norm(others, axis=1).max() < 0.3, others
+    assert np.linalg.norm(others, axis=1).max() < drift, others
 
 
 def test_aligned_views_raise_mrf_psnr_on_seen_texels() -> None:
@@ -501,7 +506,7 @@ def test_resolution_cost_prefers_the_closer_of_two_views() -> None:
     images, _ = render_views(mesh, smooth_texture(64), cams, supersample=2)
     params = dict(method="greedy", texture_size=32, voxel_res=8, align=False, seam_levelling=False, seam_blend=False,
                   detail_weight=0.0)
-    plain = bake(mesh, _views(cams, images), BakeParams(**params)).report["label_histogram"]
+    plain = bake(mesh, _views(cams, images), BakeParams(resolution_weight=0.0, **params)).report["label_histogram"]
     assert plain.get("v0", 0) > 0.5 * sum(plain.values()), plain
     near = bake(mesh, _views(cams, images), BakeParams(resolution_weight=1.0, **params)).report["label_histogram"]
     assert set(near) == {"v1"}, near
