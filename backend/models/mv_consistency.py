@@ -39,26 +39,6 @@ def require_weights(model: str = DEFAULT_MODEL) -> None:
     resolve(model)
 
 
-def load_pipeline(model: str, device: str) -> Any:
-    """StableDiffusionImg2ImgPipeline from the installed model folder, on `device` (no safety checker)."""
-    import torch
-    from diffusers import StableDiffusionImg2ImgPipeline
-
-    from .registry import resolve
-
-    folder = resolve(model)
-    dtype = torch.float16 if device.startswith("cuda") else torch.float32
-    try:
-        pipe = StableDiffusionImg2ImgPipeline.from_pretrained(str(folder), dtype=dtype, safety_checker=None,
-                                                              feature_extractor=None, requires_safety_checker=False)
-    except (OSError, ValueError, KeyError) as exc:
-        raise InputError(f"the Stable Diffusion model in {folder} cannot be loaded ({type(exc).__name__}: {exc}); "
-                         "check it with: python -m backend models verify") from None
-    pipe.to(device)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
-
-
 def grid_columns(cells: int) -> int:
     return math.ceil(math.sqrt(cells))
 
@@ -105,7 +85,9 @@ class MVConsistency:
     @property
     def pipe(self) -> Any:
         if self._pipe is None:
-            self._pipe = load_pipeline(self.model, self.device)
+            from .sd_inpaint import load_sd_pipeline
+
+            self._pipe = load_sd_pipeline("StableDiffusionImg2ImgPipeline", self.model, self.device)
         return self._pipe
 
     def refine(self, images: np.ndarray, free: np.ndarray, anchor: int = 0, prompt: str = "",

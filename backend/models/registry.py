@@ -23,6 +23,7 @@ import json
 import os
 import tomllib
 from dataclasses import dataclass, field, replace
+from typing import Any
 from pathlib import Path
 
 from ..errors import InputError, MissingWeightsError
@@ -50,6 +51,16 @@ class ModelSpec:
         return self.install or INSTALL_HINT.format(name=self.name)
 
 
+# The files of a Stable Diffusion 1.5 checkpoint in diffusers' layout that Orbitex loads (both SD models).
+_SD_FILES: dict[str, Any] = dict(
+    allow_patterns=("model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
+                    "vae/config.json", "vae/diffusion_pytorch_model.safetensors", "text_encoder/config.json",
+                    "text_encoder/model.safetensors", "tokenizer/*", "scheduler/*"),
+    required=("model_index.json", "unet/*.safetensors", "vae/*.safetensors", "text_encoder/*.safetensors",
+              "tokenizer/*", "scheduler/*"),
+    extra={"unused_components": ("safety_checker", "feature_extractor")},  # named in model_index.json, not loaded
+)
+
 # Sizes are the repositories' published totals (rounded). Revisions: these name branches because
 # this build machine cannot reach the Hub to read commit ids; `models download` pins the commit it
 # fetched in the lock file, and the config file may pin any commit explicitly.
@@ -76,23 +87,13 @@ MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (
         "sd-inpaint", "diffusers-sd-inpaint",
         "Stable Diffusion 1.5 inpainting (diffusers): refine's sd-inpaint inpainter and its subject LoRA",
         "stable-diffusion-v1-5/stable-diffusion-inpainting", size_gb=4.3,
-        allow_patterns=("model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
-                        "vae/config.json", "vae/diffusion_pytorch_model.safetensors", "text_encoder/config.json",
-                        "text_encoder/model.safetensors", "tokenizer/*", "scheduler/*"),
-        required=("model_index.json", "unet/*.safetensors", "vae/*.safetensors", "text_encoder/*.safetensors",
-                  "tokenizer/*", "scheduler/*"),
-        extra={"unused_components": ("safety_checker", "feature_extractor")},  # named in model_index.json, not loaded
+        **_SD_FILES,
     ),
     ModelSpec(
         "sd-v1-5", "diffusers-sd",
         "Stable Diffusion 1.5 (diffusers): refine's mv-sd multi-view consistency stage (img2img over a grid of views)",
         "stable-diffusion-v1-5/stable-diffusion-v1-5", size_gb=4.3,
-        allow_patterns=("model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
-                        "vae/config.json", "vae/diffusion_pytorch_model.safetensors", "text_encoder/config.json",
-                        "text_encoder/model.safetensors", "tokenizer/*", "scheduler/*"),
-        required=("model_index.json", "unet/*.safetensors", "vae/*.safetensors", "text_encoder/*.safetensors",
-                  "tokenizer/*", "scheduler/*"),
-        extra={"unused_components": ("safety_checker", "feature_extractor")},  # named in model_index.json, not loaded
+        **_SD_FILES,
     ),
     ModelSpec(
         "cotracker3-offline", "cotracker3",

@@ -63,21 +63,21 @@ def _device(device: str) -> str:
     return pick_device(device)
 
 
-def load_pipeline(model: str, device: str) -> Any:
-    """StableDiffusionInpaintPipeline from the installed model folder (diffusers layout), on `device`;
-    the safety checker is not loaded (Orbitex paints textures, it does not publish images)."""
+def load_sd_pipeline(pipeline_class: str, model: str, device: str) -> Any:
+    """diffusers' `pipeline_class` (a Stable Diffusion pipeline's name) from the installed model folder,
+    on `device`; the safety checker is not loaded (Orbitex paints textures, it does not publish images)."""
+    import diffusers
     import torch
-    from diffusers import StableDiffusionInpaintPipeline
 
     from .registry import resolve
 
     folder = resolve(model)
     dtype = torch.float16 if device.startswith("cuda") else torch.float32
     try:
-        pipe = StableDiffusionInpaintPipeline.from_pretrained(str(folder), dtype=dtype, safety_checker=None,
-                                                              feature_extractor=None, requires_safety_checker=False)
+        pipe = getattr(diffusers, pipeline_class).from_pretrained(
+            str(folder), dtype=dtype, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     except (OSError, ValueError, KeyError) as exc:
-        raise InputError(f"the SD inpainting model in {folder} cannot be loaded ({type(exc).__name__}: {exc}); "
+        raise InputError(f"the Stable Diffusion model in {folder} cannot be loaded ({type(exc).__name__}: {exc}); "
                          "check it with: python -m backend models verify") from None
     pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
@@ -110,7 +110,7 @@ class SDInpainter:
     @property
     def pipe(self) -> Any:
         if self._pipe is None:
-            pipe = load_pipeline(self.model, self.device)
+            pipe = load_sd_pipeline("StableDiffusionInpaintPipeline", self.model, self.device)
             if self.lora is not None:
                 pipe.load_lora_weights(str(self.lora), weight_name=LORA_FILE, adapter_name="subject")
             self._pipe = pipe

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from backend.errors import InputError, MissingWeightsError  # noqa: E402
 from backend.models import mv_consistency, registry  # noqa: E402
-from tiny_sd import SIDE, build_tiny_sd  # noqa: E402
+from tiny_sd import SIDE, build_tiny_sd, env, isolate_models  # noqa: E402, F401 (env: a fixture)
 
 
 @pytest.fixture(scope="module")
@@ -22,21 +22,6 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("models")
     build_tiny_sd(root / mv_consistency.DEFAULT_MODEL)
     return root
-
-
-def _isolate(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, models: Path) -> None:
-    import huggingface_hub.constants as hub
-
-    monkeypatch.setenv("ORBITEX_MODELS_DIR", str(models))
-    monkeypatch.setenv("ORBITEX_MODELS_CONFIG", str(tmp_path / "models.toml"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(hub, "HF_HUB_CACHE", str(tmp_path / "hub"))
-
-
-@pytest.fixture()
-def env(models: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    _isolate(monkeypatch, tmp_path, models)
-    return models
 
 
 def _views(n: int, side: int) -> tuple[np.ndarray, np.ndarray]:
@@ -97,7 +82,7 @@ def test_hold_keeps_latents_of_held_pixels(env: Path) -> None:
 
 
 def test_missing_weights_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _isolate(monkeypatch, tmp_path, tmp_path / "no-models")
+    isolate_models(monkeypatch, tmp_path, tmp_path / "no-models")
     with pytest.raises(MissingWeightsError, match=r"'sd-v1-5'.*stable-diffusion-v1-5.*python -m backend models download sd-v1-5"):
         mv_consistency.load_consistency("mv-sd")
     assert mv_consistency.load_consistency("none") is None
@@ -139,7 +124,7 @@ def test_refine_names_missing_consistency_weights_before_work(tmp_path: Path, mo
     from backend.progress import no_progress
     from refine_helpers import can_glb, subject_png
 
-    _isolate(monkeypatch, tmp_path, tmp_path / "no-models")
+    isolate_models(monkeypatch, tmp_path, tmp_path / "no-models")
     asset, subject = can_glb(tmp_path / "can.glb"), subject_png(tmp_path / "subject.png")
     params = parse_params(refine.Params, {"consistency": "mv-sd", "inpainter": "sd-inpaint"})
     with pytest.raises(MissingWeightsError, match=r"'sd-inpaint'.*'sd-v1-5'.*download sd-v1-5"):

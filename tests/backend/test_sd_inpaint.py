@@ -18,7 +18,7 @@ from backend.models import registry  # noqa: E402
 from backend.pipelines import parse_params, refine  # noqa: E402
 from backend.progress import no_progress  # noqa: E402
 from refine_helpers import can_glb, subject_png  # noqa: E402
-from tiny_sd import build_tiny_sd_inpaint  # noqa: E402
+from tiny_sd import build_tiny_sd_inpaint, env, isolate_models  # noqa: E402, F401 (env: a fixture)
 
 pytest.importorskip("peft")
 
@@ -28,22 +28,6 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("models")
     build_tiny_sd_inpaint(root / "sd-inpaint")
     return root
-
-
-def _isolate(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, models: Path) -> None:
-    import huggingface_hub.constants as hub
-
-    monkeypatch.setenv("ORBITEX_MODELS_DIR", str(models))
-    monkeypatch.setenv("ORBITEX_MODELS_CONFIG", str(tmp_path / "models.toml"))
-    monkeypatch.setenv("ORBITEX_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(hub, "HF_HUB_CACHE", str(tmp_path / "hub"))
-
-
-@pytest.fixture()
-def env(models: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    _isolate(monkeypatch, tmp_path, models)
-    return models
 
 
 def _subjects() -> list[np.ndarray]:
@@ -71,7 +55,7 @@ def test_weights_are_registered_and_verified(env: Path) -> None:
 def test_missing_weights_are_named_before_any_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from backend.models import cotracker, sd_inpaint
 
-    _isolate(monkeypatch, tmp_path, tmp_path / "no-models")
+    isolate_models(monkeypatch, tmp_path, tmp_path / "no-models")
     with pytest.raises(MissingWeightsError, match=r"'sd-inpaint'.*python -m backend models download sd-inpaint"):
         sd_inpaint.require_weights()
     with pytest.raises(MissingWeightsError, match=r"cotracker3-offline.*cotracker"):
@@ -176,7 +160,7 @@ def test_cotracker_queries_and_input_checks_come_before_the_model(tmp_path: Path
     q = cotracker.grid_queries(8, 12, source=3, grid_step=4)
     assert q.shape == (6, 3) and set(q[:, 0]) == {3.0}
     assert q[:, 1].tolist() == [2, 6, 10] * 2 and q[:, 2].tolist() == [2, 2, 2, 6, 6, 6]  # (frame, x, y), pixel centres
-    _isolate(monkeypatch, tmp_path, tmp_path / "no-models")
+    isolate_models(monkeypatch, tmp_path, tmp_path / "no-models")
     with pytest.raises(InputError, match="frames"):
         cotracker.track_backward(np.zeros((1, 8, 8, 3), np.float32), 0, 4)
     with pytest.raises(InputError, match="out of range"):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 SIDE = 32  # the UNet's native image side (sample_size 16 x the VAE's factor 2)
@@ -60,3 +61,22 @@ def build_tiny_sd(folder: Path, seed: int = 0) -> Path:
 
     StableDiffusionPipeline(**_components(4, seed)).save_pretrained(str(folder), safe_serialization=True)
     return folder
+
+
+def isolate_models(monkeypatch, tmp_path: Path, models: Path) -> None:  # type: ignore[no-untyped-def]
+    """Point the model registry at `models` only: no config file, no Hub cache, no network; LoRA
+    caches under `tmp_path`."""
+    import huggingface_hub.constants as hub
+
+    monkeypatch.setenv("ORBITEX_MODELS_DIR", str(models))
+    monkeypatch.setenv("ORBITEX_MODELS_CONFIG", str(tmp_path / "models.toml"))
+    monkeypatch.setenv("ORBITEX_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hub, "HF_HUB_CACHE", str(tmp_path / "hub"))
+
+
+@pytest.fixture()
+def env(models: Path, tmp_path: Path, monkeypatch) -> Path:  # type: ignore[no-untyped-def]
+    """The registry isolated to the test module's `models` fixture."""
+    isolate_models(monkeypatch, tmp_path, models)
+    return models
