@@ -21,8 +21,9 @@ scanner ray enters the object at the front depth z_f and leaves at a back depth 
   to be a distance near the front for that: its front term also measures sideways on the scan
   points (free_space.py), and its back term keeps the layers of a depth jump apart
   (`layered_back_term`); with the plain ray terms marching cubes cut occluding edges by more
-  than a voxel. Front vertices are finally snapped onto the scan (`snap_front`), each move undone
-  where it would make triangles cross;
+  than a voxel. Front vertices are finally snapped onto the scan (`snap_front`; scan points still
+  over 0.9 voxel off, at tips and knife edges, pull their nearest vertex onto themselves), each
+  move undone where it would make triangles cross;
 - handles: the field's empty space is regrown from what the scanner saw empty without closing a
   loop through hidden space (loops.py), so the result has the through-holes the scanner saw
   through and no others (slits bridged along the side seams and between occluding layers made

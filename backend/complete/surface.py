@@ -13,6 +13,9 @@ from .loops import plug_hidden_loops, separate_diagonal_solid
 PLUG_DEPTH_VOXELS = 0.5  # a plugged voxel's field value: inside by this much, so marching cubes closes it
 SEEN_PLUG_DEPTH_VOXELS = 0.05
 SEEN_MARGIN_VOXELS = 0.5  # seen empty space this close to the solid may be plugged too (the rim wedge is porous)
+REACH_VOXELS = 0.9  # scan points farther from the snapped surface pull a vertex onto themselves
+REACH_FROM_VOXELS = 2.5  # from no farther than this
+REACH_ROUNDS = 3
 
 
 def extract_surface(fmap: FrontMap, back: np.ndarray, ground: np.ndarray | None = None,
@@ -76,7 +79,8 @@ def snap_front(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray, norm
                view: ViewFrame, voxel: float, rounds: int = 4) -> tuple[np.ndarray, int]:
     """Move front-facing vertices (facing the scanner, within 1.5 voxels of the scan, agreeing in
     normal) onto the tangent plane of their nearest scan point, so the front follows the scan to
-    well within a voxel; moves that make triangles cross are undone (vertices of crossing
+    well within a voxel; scan points still farther pull a vertex onto themselves
+    (`_reach_far_points`); moves that make triangles cross are undone (vertices of crossing
     triangles go back, until no moved vertex is in a crossing). Returns the vertices and how many
     moves were undone."""
     from scipy.spatial import cKDTree
@@ -93,6 +97,7 @@ def snap_front(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray, norm
     move = facing & (dist < 1.5 * voxel) & (lateral < 0.75 * voxel) & (np.einsum("ij,ij->i", vn, normals[nn]) > 0.5)
     out = vertices.copy()
     out[move] -= offset[move, None] * normals[nn[move]]
+    move |= _reach_far_points(out, faces, points, voxel)
     undone = 0
     changed = move  # only triangles with a changed corner can have started crossing
     for _ in range(rounds):
@@ -106,6 +111,34 @@ def snap_front(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray, norm
         changed[back] = True
         undone += len(back)
     return out, undone
+
+
+def _reach_far_points(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray, voxel: float) -> np.ndarray:
+    """Scan points still over REACH_VOXELS from the snapped surface (a cone's tip, a knife edge
+    thinner than a voxel, a wall seen edge-on: marching cubes rounds them off or has no vertex
+    there) pull their nearest vertex within REACH_FROM_VOXELS onto themselves, a vertex at most
+    once (to its farthest point) (in place). Returns the mask of pulled vertices."""
+    from scipy.spatial import cKDTree
+
+    from .metrics import point_to_mesh_distance
+
+    pulled = np.zeros(len(vertices), bool)
+    for _ in range(REACH_ROUNDS):  # a pulled vertex drags its triangles: look again at what is left
+        far = np.flatnonzero(point_to_mesh_distance(points, vertices, faces) > REACH_VOXELS * voxel)
+        free = np.flatnonzero(~pulled)
+        if len(far) == 0 or len(free) == 0:
+            break
+        dist, k = cKDTree(vertices[free]).query(points[far], distance_upper_bound=REACH_FROM_VOXELS * voxel,
+                                                workers=-1)
+        ok = np.isfinite(dist)
+        far, vid, dist = far[ok], free[k[ok]], dist[ok]
+        order = np.argsort(dist)  # per vertex the farthest point wins (assigned last)
+        target = np.full(len(vertices), -1)
+        target[vid[order]] = far[order]
+        now = target >= 0
+        vertices[now] = points[target[now]]
+        pulled |= now
+    return pulled
 
 
 def _clean_components(vertices: np.ndarray, faces: np.ndarray, support: FreeSpace | None = None,
