@@ -13,19 +13,15 @@ LAYER_MARGIN_VOXELS = 2.0  # a deeper layer may reach this far in front of its e
 SKIN_VOXELS = 2.0  # the solid keeps this neighbourhood of every scan point behind the front
 
 
-def solid_field(fmap: FrontMap, back: np.ndarray, local: np.ndarray, free: FreeSpace | None = None) -> np.ndarray:
-    """The solid's field (`solid_and_seen`'s first part)."""
-    return solid_and_seen(fmap, back, local, free)[0]
-
-
 def solid_and_seen(fmap: FrontMap, back: np.ndarray, local: np.ndarray,
                    free: FreeSpace | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The solid's field and where the scanner saw empty space (in front of the front, outside the
-    silhouette cone): there the field is > 0 whatever the back says. SDF-like field (world units, < 0 inside) of the completed solid at local-frame points (..., 3):
-    the intersection of {w >= z_f}, {w <= z_b} (per depth layer, `layered_back_term`) and the
-    silhouette cone. With `free` (then `local` must be one constant-depth slice) the front term
-    also measures sideways on the scan points, so it stays a distance across depth jumps, and
-    {w <= z_b} is widened by a skin of SKIN_VOXELS around every scan point (free_space.py)."""
+    """SDF-like field (world units, < 0 inside) of the completed solid at local-frame points (..., 3),
+    and where the scanner saw empty space (in front of the front, outside the silhouette cone; the
+    field is > 0 there whatever the back says). The solid is the intersection of {w >= z_f},
+    {w <= z_b} (per depth layer, `layered_back_term`) and the silhouette cone. With `free` (then
+    `local` must be one constant-depth slice) the front term also measures sideways on the scan
+    points, so it stays a distance across depth jumps, and {w <= z_b} is widened by a skin of
+    SKIN_VOXELS around every scan point (free_space.py)."""
     view = fmap.view
     w = local[..., 2]
     scale = view.scale(w)

@@ -139,6 +139,7 @@ def _corner_pieces_table() -> np.ndarray:
 
 
 _CORNER_PIECES = _corner_pieces_table()
+FACE_FACTOR = 1.05  # a settled face's saddle ends this factor past the outside threshold
 CUBE_FACTOR = 1.05  # a cube with apart inside corners: its outside corners at least this times its largest |inside| value
 
 
@@ -171,7 +172,7 @@ def _settle_faces(out: np.ndarray) -> bool:
                 continue
             changed = True
             with np.errstate(invalid="ignore"):  # (the products are negative off the bad faces)
-                factor = np.where(bad, np.sqrt((p * q) / np.maximum(r * s, 1e-30)) * 1.05, 1.0).astype(np.float32)
+                factor = np.where(bad, np.sqrt((p * q) / np.maximum(r * s, 1e-30)) * FACE_FACTOR, 1.0).astype(np.float32)
             for corner in (r, s):  # a corner shared by several bad faces ends with the largest factor
                 np.maximum(corner, corner * factor, out=corner)
     return changed
