@@ -13,8 +13,9 @@ own `add_noise` at the next timestep, as diffusers' own 4-channel inpainting loo
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -117,6 +118,18 @@ def held_scheduler(scheduler: Any, start: int = 0, hold: LatentHold | None = Non
         held.__dict__.update(scheduler.__dict__)
     held.orbitex_start, held.orbitex_hold = start, hold
     return held
+
+
+@contextmanager
+def scheduler_swapped(pipe: Any, scheduler: Any) -> Iterator[Any]:
+    """Inside the block `pipe` runs with `scheduler` (a `held_scheduler` copy); its own scheduler
+    is back afterwards, after an error or a cancel too."""
+    original = pipe.scheduler
+    pipe.scheduler = scheduler
+    try:
+        yield scheduler
+    finally:
+        pipe.scheduler = original
 
 
 def seeded_noise(shape: torch.Size | tuple[int, ...], seed: int) -> torch.Tensor:

@@ -120,29 +120,18 @@ class MVConsistency:
         kept; held pixels are returned exactly as given."""
         import torch
 
-        from .held import LatentHold, held_scheduler, seeded_noise
+        from .held import held_scheduler, scheduler_swapped
+        from .sd_inpaint import held_latents
 
         pipe = self.pipe
         h, w = free.shape
-        ph, pw = -h % 8, -w % 8  # the pipeline's sides are multiples of 8: pad (held) and crop back
-        padded = np.pad(np.clip(grid, 0.0, 1.0).astype(np.float32), ((0, ph), (0, pw), (0, 0)), mode="edge")
-        padded_free = np.pad(free, ((0, ph), (0, pw)))
-        pixels = pipe.image_processor.preprocess(padded[None], height=h + ph, width=w + pw)
-        pixels = pixels.to(pipe.device, pipe.vae.dtype)
-        with torch.no_grad():
-            source = pipe.vae.encode(pixels).latent_dist.mode() * pipe.vae.config.scaling_factor
-        regenerate = torch.nn.functional.max_pool2d(torch.from_numpy(padded_free.astype(np.float32))[None, None],
-                                                    pipe.vae_scale_factor).to(source)
-        hold = LatentHold(source, regenerate, seeded_noise(source.shape, self.seed).to(source))
-        original = pipe.scheduler
-        pipe.scheduler = held_scheduler(original, 0, hold)  # img2img truncates the schedule to `strength` itself
-        try:
+        _, _, hold = held_latents(pipe, grid, free, self.seed)  # padded to multiples of 8: cropped back below
+        # img2img truncates the schedule to `strength` itself
+        with scheduler_swapped(pipe, held_scheduler(pipe.scheduler, 0, hold)):
             result = pipe(prompt=", ".join(p for p in (GRID_PROMPT, prompt.strip()) if p),
-                          negative_prompt=NEGATIVE_PROMPT, image=source, strength=self.strength,
+                          negative_prompt=NEGATIVE_PROMPT, image=hold.source, strength=self.strength,
                           num_inference_steps=self.steps, guidance_scale=self.guidance,
                           generator=torch.Generator("cpu").manual_seed(self.seed), output_type="np")
-        finally:
-            pipe.scheduler = original
         painted = np.asarray(result.images[0][:h, :w], dtype=np.float32)
         return np.where(free[..., None], painted, grid).astype(np.float32)
 

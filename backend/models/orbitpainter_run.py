@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from ..errors import OrbitexError
-from .held import LatentHold, held_scheduler, seeded_noise, start_step
+from .held import LatentHold, held_scheduler, scheduler_swapped, seeded_noise, start_step
 from .wan_common import from_pil, latent_mask
 
 ARCHITECTURES_FILE = "diffsynth_models.json"
@@ -193,16 +193,12 @@ def generate_orbit(pipe: Any, request: dict, arrays: dict[str, np.ndarray], name
             yield t
             report((i + 1) / planned, f"orbitpainter: {name} orbit, step {i + 1} of {planned}")
 
-    original = pipe.scheduler
-    pipe.scheduler = held_scheduler(original, start, hold)
-    try:
+    with scheduler_swapped(pipe, held_scheduler(pipe.scheduler, start, hold)):
         video = pipe(prompt=options["prompt"], negative_prompt=options["negative_prompt"],
                      reference_image=_pils(arrays["reference"][None])[0], control_video=_pils(position),
                      num_frames=n, height=h, width=w, seed=int(options["seed"]), tiled=True,
                      cfg_scale=float(options["cfg"]), num_inference_steps=steps, sigma_shift=SIGMA_SHIFT,
                      switch_DiT_boundary=SWITCH_BOUNDARY, progress_bar_cmd=steps_reported, **kwargs)
-    finally:
-        pipe.scheduler = original
     return from_pil(video)
 
 

@@ -84,6 +84,27 @@ def load_sd_pipeline(pipeline_class: str, model: str, device: str) -> Any:
     return pipe
 
 
+def held_latents(pipe: Any, image: np.ndarray, free: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, Any]:
+    """What a Stable Diffusion pipeline needs to repaint only the `free` pixels of `image` (H, W, 3):
+    the image and mask padded to sides divisible by 8 (edge colours, held; crop the result back),
+    and the LatentHold of the image's own VAE latents outside the mask max-pooled to latent blocks."""
+    import torch
+
+    from .held import LatentHold, seeded_noise
+
+    h, w = free.shape
+    ph, pw = -h % 8, -w % 8
+    padded = np.pad(np.clip(image, 0.0, 1.0).astype(np.float32), ((0, ph), (0, pw), (0, 0)), mode="edge")
+    padded_free = np.pad(free, ((0, ph), (0, pw)))
+    pixels = pipe.image_processor.preprocess(padded[None], height=h + ph, width=w + pw)
+    with torch.no_grad():
+        latents = pipe.vae.encode(pixels.to(pipe.device, pipe.vae.dtype)).latent_dist.mode()
+    source = latents * pipe.vae.config.scaling_factor
+    regenerate = torch.nn.functional.max_pool2d(torch.from_numpy(padded_free.astype(np.float32))[None, None],
+                                                pipe.vae_scale_factor).to(source)
+    return padded, padded_free, LatentHold(source, regenerate, seeded_noise(source.shape, seed).to(source))
+
+
 class SDInpainter:
     """The Inpainter protocol (backend.models.inpaint) on Stable Diffusion inpainting."""
 
@@ -137,22 +158,12 @@ class SDInpainter:
         latents (1, C, H/f, W/f) of the padded frame, which outside the latent mask are the input's own."""
         import torch
 
-        from .held import LatentHold, held_scheduler, seeded_noise
+        from .held import held_scheduler, scheduler_swapped
 
         check_inputs(image, mask)
         pipe = self.pipe
         h, w = mask.shape
-        # the pipeline needs sides divisible by 8: pad (edge colours, not repainted) and crop back
-        ph, pw = -h % 8, -w % 8
-        padded = np.pad(np.clip(image, 0.0, 1.0).astype(np.float32), ((0, ph), (0, pw), (0, 0)), mode="edge")
-        padded_mask = np.pad(mask, ((0, ph), (0, pw)))
-        device, dtype = pipe.device, pipe.unet.dtype
-        pixels = pipe.image_processor.preprocess(padded[None], height=h + ph, width=w + pw).to(device, dtype)
-        with torch.no_grad():
-            source = pipe.vae.encode(pixels).latent_dist.mode() * pipe.vae.config.scaling_factor
-        latent_mask = torch.nn.functional.max_pool2d(
-            torch.from_numpy(padded_mask.astype(np.float32))[None, None], pipe.vae_scale_factor).to(source)
-        hold = LatentHold(source, latent_mask, seeded_noise(source.shape, self.seed).to(source))
+        padded, padded_mask, hold = held_latents(pipe, image, mask, self.seed)
         record = {"steps": 0, "masked_fraction": float(mask.mean())}
         self.calls.append(record)
 
@@ -162,16 +173,14 @@ class SDInpainter:
                 progress((i + 1) / p.num_timesteps)
             return tensors
 
-        original = pipe.scheduler
-        pipe.scheduler = held_scheduler(original, 0, hold)  # the pipeline truncates the schedule to `strength`
-        try:
+        # the pipeline truncates the schedule to `strength` itself
+        with scheduler_swapped(pipe, held_scheduler(pipe.scheduler, 0, hold)):
             result = pipe(prompt=self.prompt_for(prompt), negative_prompt=NEGATIVE_PROMPT, image=padded[None],
-                          mask_image=padded_mask[None, :, :, None].astype(np.float32), height=h + ph, width=w + pw,
+                          mask_image=padded_mask[None, :, :, None].astype(np.float32),
+                          height=padded.shape[0], width=padded.shape[1],
                           strength=self.strength, num_inference_steps=self.steps, guidance_scale=self.guidance,
                           generator=torch.Generator("cpu").manual_seed(self.seed), output_type=output_type,
                           callback_on_step_end=counted)
-        finally:
-            pipe.scheduler = original
         if output_type == "latent":
             return result.images
         return np.asarray(result.images[0][:h, :w], dtype=np.float32)

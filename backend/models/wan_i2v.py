@@ -20,7 +20,7 @@ from ..errors import InputError
 from ..progress import Progress
 from ..assets.cameras import Camera
 from .video import VideoOptions
-from .held import held_scheduler, seeded_noise, start_step
+from .held import held_scheduler, scheduler_swapped, seeded_noise, start_step
 from .wan_common import vae_latents
 
 
@@ -110,11 +110,7 @@ class WanI2VOrbitModel:
         scheduler.set_timesteps(options.steps, device=self.device)
         sigma = float(scheduler.sigmas[0])
         latents = (1.0 - sigma) * x0 + sigma * seeded_noise(x0.shape, options.seed).to(x0.device)
-        original = self.pipe.scheduler
-        self.pipe.scheduler = scheduler
-        try:
+        with scheduler_swapped(self.pipe, scheduler):
             out = self._run(image, len(cameras), options, progress,
                             f"refining the orbit video ({self.name}, strength {strength:.2f})", latents)
-        finally:
-            self.pipe.scheduler = original
         return self._resize(out, cameras)

@@ -28,7 +28,7 @@ from ..progress import Progress, sub_progress
 from ..render.conditioning import encode_normals
 from .generators import check_model_memory, model_for, pick_device
 from .types import GenerateOptions, Orbit, Reference, validate_modes
-from .held import LatentHold, held_scheduler, seeded_noise, start_step
+from .held import LatentHold, held_scheduler, scheduler_swapped, seeded_noise, start_step
 from .wan_common import check_shape, latent_mask, square_reference, to_pil, vae_latents
 
 DEFAULT_STEPS = 30
@@ -119,9 +119,7 @@ class WanVaceGenerator:
             progress((i + 1) / planned, f"wan-vace: {orbit.name} orbit, step {i + 1} of {planned}")
             return tensors
 
-        original = pipe.scheduler
-        pipe.scheduler = scheduler
-        try:
+        with scheduler_swapped(pipe, scheduler):
             result = pipe(prompt=options.prompt, negative_prompt=options.negative_prompt or NEGATIVE_PROMPT,
                           video=[to_pil(f) for f in video],
                           mask=[to_pil(np.repeat(m[..., None], 3, -1)) for m in vace_mask],
@@ -130,8 +128,6 @@ class WanVaceGenerator:
                           generator=torch.Generator("cpu").manual_seed(options.seed), latents=latents,
                           output_type="np", callback_on_step_end=on_step,
                           callback_on_step_end_tensor_inputs=["latents"]).frames[0]
-        finally:
-            pipe.scheduler = original
         return np.asarray(result, dtype=np.float32).clip(0, 1)
 
 
