@@ -207,14 +207,19 @@ def colour_correction(observed: np.ndarray, expected: np.ndarray, defined: np.nd
     for ch in range(c):
         x, y = e[:, ch].astype(np.float64), o[:, ch].astype(np.float64)
         keep = np.ones(len(x), dtype=bool)
-        for _ in range(2):
+        for trim in range(2):
             if x[keep].std() < 1e-3:  # flat channel: offset only
                 a, b = 1.0, float(np.median(y[keep] - x[keep]))
             else:
                 a, b = np.polyfit(x[keep], y[keep], 1)
+            if trim == 1:
+                break
             r = y - (a * x + b)
             mad = np.median(np.abs(r[keep] - np.median(r[keep]))) + 1e-6
-            keep = np.abs(r) < 3 * 1.4826 * mad
+            trimmed = np.abs(r) < 3 * 1.4826 * mad
+            if trimmed.sum() < 64:  # exact fits (flat colours, no noise) have a zero MAD: keep every pixel
+                break
+            keep = trimmed
         gain[ch] = float(np.clip(a, _MIN_GAIN, _MAX_GAIN))
         offset[ch] = float(b)
     return gain, offset

@@ -288,6 +288,18 @@ def test_flow_recovers_a_known_shift_of_an_image() -> None:
     assert np.allclose(flow[defined].mean(0), [2.0, -1.0], atol=0.3), flow[defined].mean(0)
 
 
+def test_colour_correction_of_exact_flat_colours() -> None:
+    # two flat colours and an exact gain/offset: the residuals' MAD is 0, which used to trim every
+    # pixel away (np.polyfit on an empty vector) on noise-free flat-colour views
+    from backend.bake.align import colour_correction
+
+    expected = np.full((64, 64, 3), 0.2, np.float32)
+    expected[:, 32:] = 0.7
+    observed = 1.1 * expected + 0.03
+    gain, offset = colour_correction(observed, expected, np.ones((64, 64), bool))
+    assert np.allclose(gain, 1.1, atol=0.02) and np.allclose(offset, 0.03, atol=0.01), (gain, offset)
+
+
 @pytest.mark.parametrize("passes, drift", [(1, 0.3), (2, 0.5)])
 def test_alignment_recovers_a_view_shifted_by_two_pixels(passes: int, drift: float) -> None:
     # dense orbits, as from a video: each texel's estimate averages several views, so the one
