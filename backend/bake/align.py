@@ -215,8 +215,9 @@ def colour_correction(observed: np.ndarray, expected: np.ndarray, defined: np.nd
             if trim == 1:
                 break
             r = y - (a * x + b)
-            mad = np.median(np.abs(r[keep] - np.median(r[keep]))) + 1e-6
-            trimmed = np.abs(r) < 3 * 1.4826 * mad
+            centre = np.median(r[keep])
+            mad = np.median(np.abs(r[keep] - centre)) + 1e-6
+            trimmed = np.abs(r - centre) < 3 * 1.4826 * mad
             if trimmed.sum() < 64:  # exact fits (flat colours, no noise) have a zero MAD: keep every pixel
                 break
             keep = trimmed
