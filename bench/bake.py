@@ -20,7 +20,7 @@ that row is not run) in the same process: the table gives method - baseline in d
 take variant suffixes (VARIANTS): `-noseam` (no seam levelling), `-noalign` (no view alignment), `-nodetail`
 (mrf/greedy without the frame-detail unary term, i.e. Ink3D's unary), `-noblend` (no feathering across seams),
 `-cons` (mrf/greedy with the per-voxel consistency unary, `--consistency-weight`), `-nosharp`,
-`-noresolution`, `-p1` (one of the 2026-12-04 changes off: one alignment pass), `-prev` (all of them off: the code before).
+`-noresolution`, `-hard` (mrf/greedy without soft selection: the label's view alone), `-p1` (one of the 2026-12-04 changes off: one alignment pass), `-prev` (all of them off: the code before).
 
   .venv/backend/bin/python bench/bake.py [--assets text,plaid,thin] [--methods mrf,mrf-noseam,mrf-noalign,greedy,average,average-noalign,optimize]
       [--frames 61] [--size 512] [--texture-size 2048] [--voxel-res 256] [--mrf-lambda L] [--detail-weight W] [--clean] [--threads N]
@@ -53,8 +53,9 @@ VARIANTS: dict[str, dict] = {
     "cons": {},  # the per-voxel consistency unary at --consistency-weight
     "nosharp": {"sharpen": 0.0}, "p1": {"align_passes": 1},
     "noresolution": {"resolution_weight": 0.0},
+    "hard": {"soft_selection": 0.0},  # mrf/greedy: the label's view alone per texel (before 2026-12-04's soft selection)
     # the defaults before the sparse-suite work of 2026-12-04 (issue 13)
-    "prev": {"sharpen": 0.0, "align_passes": 1, "resolution_weight": 0.0, "mrf_lambda": 5.0},
+    "prev": {"sharpen": 0.0, "align_passes": 1, "resolution_weight": 0.0, "mrf_lambda": 5.0, "soft_selection": 0.0},
 }
 METHODS = ("mrf", "mrf-noseam", "mrf-noalign", "mrf-nodetail", "greedy", "average", "average-noalign", "optimize")
 

@@ -127,14 +127,13 @@ def bake(mesh: Mesh, views: "ViewSet", params: BakeParams | None = None,
     timer.lap("visibility")
     # mrf / greedy labels read no image: they are chosen in a thread while the views are aligned
     pool = labels_job = None
+    view_cost = site_cost = None
     if params.method in ("mrf", "greedy"):
-        view_cost = None
         if params.detail_weight > 0:
             detail = selection.frame_detail(images, valid)
             view_cost = selection.detail_costs(detail, params.detail_weight)
             report["frame_detail"] = [None if not np.isfinite(d) else round(float(d), 4) for d in detail]
             timer.lap("frame_detail")
-        site_cost = None
         if params.consistency_weight > 0:
             site_cost = params.consistency_weight * selection.consistency_costs(graph, vd, images, conf,
                                                                                 candidates).numpy()
@@ -165,8 +164,12 @@ def bake(mesh: Mesh, views: "ViewSet", params: BakeParams | None = None,
                 timer.lap("view_selection")  # what the selection added after the alignment
             if params.sharpen > 0:
                 report["sharpen"] = params.sharpen
+            if labels is not None and params.soft_selection > 0:
+                report["soft_selection"] = params.soft_selection
+            extra = None if labels is None else selection.candidate_extra_costs(candidates, view_cost, site_cost)
             colour, seen, chosen = _sample(graph, texels, texel_voxel, vd, sharpen(images, params.sharpen), candidates,
-                                           labels, vcolour, params, report, timer, sub_progress(progress, 0.45, 0.9))
+                                           labels, extra, vcolour, params, report, timer,
+                                           sub_progress(progress, 0.45, 0.9))
     finally:
         if pool is not None:  # on an error or a cancel, do not wait for a running alpha-expansion
             pool.shutdown(wait=False, cancel_futures=True)
@@ -213,12 +216,18 @@ def _align(images: torch.Tensor, uv_maps: torch.Tensor, texels: Texels, texel_vo
 
 
 def _sample(graph: VoxelGraph, texels: Texels, texel_voxel: np.ndarray, vd: ViewDepth, images: torch.Tensor,
-            candidates: torch.Tensor, labels: np.ndarray | None, vcolour: torch.Tensor, params: BakeParams,
-            report: dict, timer: _Timer, progress: Progress) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Colour per texel: its voxel's label first, then its other top-K views (`average`: all of them)."""
+            candidates: torch.Tensor, labels: np.ndarray | None, extra: torch.Tensor | None, vcolour: torch.Tensor,
+            params: BakeParams, report: dict, timer: _Timer,
+            progress: Progress) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Colour per texel: its voxel's label first, then its other top-K views (`average`: all of
+    them; with `soft_selection`, the views about as good as the label's blended in). `extra` (V, K):
+    the selection's unary terms past Ink3D's per voxel and candidate."""
     if labels is not None:
         ranked = torch.cat([torch.as_tensor(labels)[:, None], candidates], 1)
-        ranked[:, 1:][ranked[:, 1:] == ranked[:, :1]] = -1
+        same = ranked[:, 1:] == ranked[:, :1]
+        ranked[:, 1:][same] = -1
+        if extra is not None:  # the label's own terms where it is a candidate (0 where it is not)
+            extra = torch.cat([(extra * same).sum(1, keepdim=True), extra], 1)
     else:
         ranked = candidates
     points = vd.local(texels.position)
@@ -235,7 +244,8 @@ def _sample(graph: VoxelGraph, texels: Texels, texel_voxel: np.ndarray, vd: View
             colour[sl], weight = texel_average(points[sl], normals[sl], cand, images, vd)
             seen[sl] = weight > 0
         else:
-            colour[sl], chosen[sl] = texel_colours(points[sl], normals[sl], cand, images, vd)
+            colour[sl], chosen[sl] = texel_colours(points[sl], normals[sl], cand, images, vd,
+                                                   None if extra is None else extra[tv[sl]], params.soft_selection)
             seen[sl] = chosen[sl] >= 0
         progress(0.8 * (n + 1) / len(chunks), "sampling colours")
     timer.lap("colour")

@@ -57,14 +57,26 @@ def sample_nearest(images: torch.Tensor, view: int, px: torch.Tensor, py: torch.
     return images[view].reshape(-1, images.shape[-1])[iy * w + ix]
 
 
-def texel_colours(points: torch.Tensor, normals: torch.Tensor, candidates: torch.Tensor,
-                  images: torch.Tensor, views: ViewDepth) -> tuple[torch.Tensor, torch.Tensor]:
+AGREEMENT_SCALE = 0.3  # soft selection: a view whose colour is this far (mean |difference|) from the reference's weighs 1/e as much
+
+
+def texel_colours(points: torch.Tensor, normals: torch.Tensor, candidates: torch.Tensor, images: torch.Tensor,
+                  views: ViewDepth, extra_cost: torch.Tensor | None = None,
+                  temperature: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Colour (M, 3) and chosen view (M,) of each texel from its ranked candidate views (M, K)
-    (-1 = none): the first candidate that sees the texel itself wins (a voxel's label can be
-    occluded at a few of its texels near silhouettes). Texels no candidate sees get view -1."""
+    (-1 = none): the first candidate that sees the texel itself is chosen (a voxel's label can be
+    occluded at a few of its texels near silhouettes). Texels no candidate sees get view -1.
+
+    With `temperature` > 0 (soft selection) the colour is a weighted mean over the candidates that
+    see the texel: weight exp(-max(0, cost - chosen's cost) / temperature) x exp(-(mean |colour -
+    chosen's colour| / AGREEMENT_SCALE)^2), cost = 2 - confidence at the texel + `extra_cost` (M, K)
+    (the selection's other unary terms). Views about as good as the chosen one then average out
+    the aliasing and residual misregistration of any single 256^2 frame, while worse views, and
+    views that disagree outright, hardly count (bench/RESULTS.md, 2026-12-04)."""
     m = len(points)
     colour = torch.zeros((m, images.shape[-1]), dtype=torch.float32)
     chosen = torch.full((m,), -1, dtype=torch.long)
+    best = torch.zeros(m, dtype=torch.float32)  # the chosen view's cost
     todo = torch.arange(m)
     for rank in range(candidates.shape[1]):
         view = candidates[todo, rank]
@@ -77,8 +89,31 @@ def texel_colours(points: torch.Tensor, normals: torch.Tensor, candidates: torch
         done = todo[ok]
         colour[done] = sample_bilinear(images, view[ok], px[ok], py[ok])
         chosen[done] = view[ok]
+        best[done] = 2 - conf[ok] + (0 if extra_cost is None else extra_cost[done, rank])
         todo = todo[~ok]
-    return colour, chosen
+    if temperature <= 0:
+        return colour, chosen
+    reference = colour.clone()
+    total = colour.clone()  # the chosen view's weight is 1
+    weight = (chosen >= 0).float()
+    for rank in range(candidates.shape[1]):
+        view = candidates[:, rank]
+        idx = torch.nonzero((view >= 0) & (view != chosen)).squeeze(1)
+        if len(idx) == 0:
+            continue
+        view = view[idx]
+        conf, px, py = visibility(points[idx], normals[idx], views, view)
+        ok = conf > 0
+        idx, view, conf = idx[ok], view[ok], conf[ok]
+        cost = 2 - conf + (0 if extra_cost is None else extra_cost[idx, rank])
+        w = torch.exp(-(cost - best[idx]).clamp(min=0) / temperature)
+        keep = w > 1e-3
+        idx, view, w = idx[keep], view[keep], w[keep]
+        c = sample_bilinear(images, view, px[ok][keep], py[ok][keep])
+        w = w * torch.exp(-((c - reference[idx]).abs().mean(1) / AGREEMENT_SCALE) ** 2)
+        total.index_add_(0, idx, w[:, None] * c)
+        weight.index_add_(0, idx, w)
+    return torch.where(chosen[:, None] >= 0, total / weight.clamp(min=1e-12)[:, None], colour), chosen
 
 
 def ranked_observations(points: torch.Tensor, normals: torch.Tensor, candidates: torch.Tensor, images: torch.Tensor,

@@ -23,6 +23,7 @@ class BakeParams:
     detail_weight: float = 0.5  # mrf/greedy unary + weight x how much blurrier a frame is than the sharpest (0: Ink3D's)
     consistency_weight: float = 0.0  # mrf/greedy unary + weight x a view's disagreement with the voxel's consensus colour
     resolution_weight: float = 1.0  # mrf/greedy unary + weight x how much coarser a view samples the voxel than its closest view (0: Ink3D's)
+    soft_selection: float = 0.1  # mrf/greedy: texels blend the views within ~this unary cost of their label's (0: the label's view alone)
     sharpen: float = 1.0  # unsharp-mask amount (1 px) of the views colours are read from (undoes pixel integration; 0: off)
     mrf_iterations: int = 1  # alpha-expansion cycles over all labels (-1: until convergence)
     depth_tolerance: float = 0.01  # visibility depth test, as a fraction of the largest box side
@@ -51,8 +52,8 @@ class BakeParams:
             raise InputError(f"voxel_res must be between 4 and 4096, not {self.voxel_res}")
         if self.top_k < 1:
             raise InputError("top_k must be at least 1")
-        if min(self.detail_weight, self.consistency_weight, self.resolution_weight, self.sharpen) < 0:
-            raise InputError("detail_weight, consistency_weight, resolution_weight and sharpen must be >= 0")
+        if min(self.detail_weight, self.consistency_weight, self.resolution_weight, self.sharpen, self.soft_selection) < 0:
+            raise InputError("detail_weight, consistency_weight, resolution_weight, sharpen and soft_selection must be >= 0")
         if self.mrf_lambda < 0 or not self.depth_tolerance > 0 or self.edge_margin < 0:
             raise InputError("mrf_lambda and edge_margin must be >= 0 and depth_tolerance > 0")
         if self.mrf_iterations == 0 or self.mrf_iterations < -1:

@@ -150,6 +150,19 @@ def unary_costs(conf: torch.Tensor, candidates: torch.Tensor, view_cost: np.ndar
     return unary
 
 
+def candidate_extra_costs(candidates: torch.Tensor, view_cost: np.ndarray | None,
+                          site_cost: np.ndarray | None) -> torch.Tensor:
+    """The unary terms (V, K) float32 past Ink3D's 2 - confidence of each voxel's candidates, as
+    `unary_costs` adds them (0 at -1 ranks): what the soft selection weighs texels' views by."""
+    extra = torch.zeros(candidates.shape, dtype=torch.float32)
+    has = candidates >= 0
+    if view_cost is not None:
+        extra[has] += torch.as_tensor(view_cost, dtype=torch.float32)[candidates[has]]
+    if site_cost is not None:
+        extra[has] += torch.as_tensor(site_cost, dtype=torch.float32)[has]
+    return extra
+
+
 def lock_to_reference(unary: np.ndarray, conf: torch.Tensor, reference: int, angle_deg: float) -> np.ndarray:
     """Voxels the reference view sees within `angle_deg` keep that view (Ink3D's locking)."""
     locked = conf[:, reference].numpy() >= math.cos(math.radians(angle_deg))

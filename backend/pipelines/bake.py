@@ -43,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resolution-weight", dest="resolution_weight", type=float,
                         help="mrf/greedy: cost of a view that samples a patch more coarsely than its closest view "
                              "(default 1; 0 = Ink3D's unary)")
+    parser.add_argument("--soft-selection", dest="soft_selection", type=float,
+                        help="mrf/greedy: blend into each texel the views whose unary cost is within about this of "
+                             "its label's (default 0.1; 0 = the label's view alone)")
     parser.add_argument("--sharpen", type=float,
                         help="unsharp-mask amount of the views colours are read from (default 1; 0 = off)")
     parser.add_argument("--align-passes", dest="align_passes", type=int,

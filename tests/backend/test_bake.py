@@ -561,3 +561,53 @@ def test_sharpening_the_views_brings_back_detail_lost_to_pixel_integration() -> 
     with pytest.raises(InputError, match="sharpen"):
         BakeParams(sharpen=-1)
 
+
+
+# --- soft selection ---------------------------------------------------------------------------------
+
+def test_soft_selection_averages_out_the_misregistration_of_single_views() -> None:
+    """Four views of the quad from nearly the same direction, each off by half a pixel in its own
+    direction: the label's view alone carries its shift into the texture, the soft selection
+    blends the equally good views and lands closer to the ground truth; 0 is the label alone."""
+    mesh = quad_mesh()
+    gt = detailed_texture(128, cells=24)
+    cams = [camera_towards([math.sin(math.radians(a)), 0, math.cos(math.radians(a))], size=96) for a in (-6, -2, 2, 6)]
+    images, _ = render_views(mesh, gt, cams, supersample=4)
+    for i, a in enumerate((0.3, 2.0, 3.5, 5.1)):
+        images[i] = shift_image(images[i], 0.5 * math.cos(a), 0.5 * math.sin(a))
+    params = dict(method="mrf", texture_size=128, voxel_res=8, align=False, seam_levelling=False, seam_blend=False)
+    texels = texel_samples(mesh, 128)
+    inner = (np.abs(texels.position[:, :2]) < 0.4).all(1)  # away from the quad's border (edge margin)
+    err = {}
+    for soft in (0.0, 0.1):
+        result = bake(mesh, _views(cams, images), BakeParams(soft_selection=soft, **params))
+        assert ("soft_selection" in result.report) == (soft > 0)
+        err[soft] = float(((result.texture[texels.rows, texels.cols] - gt[texels.rows, texels.cols]) ** 2)[inner].mean())
+    assert err[0.1] < 0.8 * err[0.0], err
+
+
+@pytest.mark.parametrize("colours, blended", [(((1, 0, 0), (0, 0, 1)), False), (((0.5,) * 3, (0.54,) * 3), True)])
+def test_soft_selection_blends_views_that_agree_and_not_views_that_disagree(colours, blended: bool) -> None:  # type: ignore[no-untyped-def]
+    mesh = quad_mesh()
+    cams = [camera_towards([math.sin(math.radians(a)), 0, math.cos(math.radians(a))]) for a in (-20, 20)]
+    params = dict(method="greedy", texture_size=16, voxel_res=8, edge_margin=0, align=False, seam_levelling=False,
+                  seam_blend=False)
+    hard = bake(mesh, _flat(cams, colours), BakeParams(soft_selection=0.0, **params)).texture.reshape(-1, 3)
+    soft = bake(mesh, _flat(cams, colours), BakeParams(soft_selection=0.1, **params)).texture.reshape(-1, 3)
+    pure = np.asarray(colours, np.float32)
+    assert (np.abs(hard[:, None] - pure[None]).max(2).min(1) < 1e-5).all()  # each texel: one view's colour
+    off_pure = np.abs(soft[:, None] - pure[None]).max(2).min(1)
+    if blended:  # the two views cost about the same at every texel: between the two, near the middle
+        assert (soft >= 0.5 - 1e-5).all() and (soft <= 0.54 + 1e-5).all()
+        # both views count at every texel; towards the quad's edges one faces it more squarely and weighs
+        # more (measured: 0.002 off its colour there, 0.017 of the 0.02 midway on the centre line)
+        assert off_pure.min() > 0.001 and np.median(off_pure) > 0.005 and off_pure.max() > 0.015, off_pure
+    else:  # red against blue: the agreement term leaves each texel its own view's colour
+        assert (off_pure < 0.01).all(), off_pure.max()
+
+
+def test_candidate_extra_costs_are_the_unary_terms_past_ink3d() -> None:
+    candidates = torch.tensor([[0, 1], [1, -1]])
+    extra = selection.candidate_extra_costs(candidates, np.array([0.5, 0.0]), np.array([[0.1, 0.2], [0.3, 0.4]]))
+    assert torch.allclose(extra, torch.tensor([[0.6, 0.2], [0.3, 0.0]]))
+    assert not selection.candidate_extra_costs(candidates, None, None).any()
