@@ -93,8 +93,9 @@ def test_quad_seen_by_two_cameras_greedy_and_average() -> None:
     head_on = camera_towards([0, 0, 1])
     oblique = camera_towards([math.sin(math.radians(60)), 0, math.cos(math.radians(60))])
     views = _flat([head_on, oblique], [(1, 0, 0), (0, 0, 1)])
-    # views that disagree on purpose: no alignment, whose colour correction would reconcile them
-    params = dict(texture_size=16, voxel_res=8, edge_margin=0, align=False)
+    # views that disagree on purpose: no alignment, whose colour correction would reconcile them, and
+    # the label's view alone (soft selection: tested below)
+    params = dict(texture_size=16, voxel_res=8, edge_margin=0, align=False, soft_selection=0.0)
     greedy = bake(mesh, views, BakeParams(method="greedy", **params))
     assert np.allclose(greedy.texture, [1, 0, 0], atol=1e-5)
     assert greedy.report["label_histogram"] == {"v0": 256}
@@ -193,7 +194,7 @@ def test_seam_blend_feathers_the_step_between_two_views() -> None:
     cams = [camera_towards([math.sin(math.radians(a)), 0, math.cos(math.radians(a))]) for a in (-25, 25)]
     views = _flat(cams, [(1, 0, 0), (0, 0, 1)])
     params = dict(method="greedy", texture_size=64, voxel_res=8, edge_margin=0, align=False, seam_levelling=False,
-                  detail_weight=0.0)
+                  detail_weight=0.0, soft_selection=0.0)  # the seam stage alone
     plain = bake(mesh, views, BakeParams(seam_blend=False, **params))
     blended = bake(mesh, views, BakeParams(**params))
     red_plain, red = plain.texture[..., 0], blended.texture[..., 0]
@@ -215,9 +216,11 @@ def test_seam_levelling_improves_a_bake_from_jittered_views() -> None:
     gt = np.broadcast_to(base.mean((0, 1)), (32, 32, 3))
     views = _views(cams, [np.broadcast_to(base.mean((0, 1)) + 0.08, (64, 64, 3)),
                           np.broadcast_to(base.mean((0, 1)) - 0.08, (64, 64, 3))])
-    # alignment off: its per-view colour correction would already cancel the step (tested below)
-    off = bake(mesh, views, BakeParams(method="greedy", texture_size=32, voxel_res=16, seam_levelling=False, align=False))
-    on = bake(mesh, views, BakeParams(method="greedy", texture_size=32, voxel_res=16, align=False))
+    # alignment off: its per-view colour correction would already cancel the step (tested below); soft
+    # selection off: it would blend the two views, which agree within its scale, and halve the step
+    params = dict(method="greedy", texture_size=32, voxel_res=16, align=False, soft_selection=0.0)
+    off = bake(mesh, views, BakeParams(seam_levelling=False, **params))
+    on = bake(mesh, views, BakeParams(**params))
     assert len(off.report["label_histogram"]) == 2  # each half from its nearer camera: one seam
     step_off = np.abs(off.texture[:, :16].mean((0, 1)) - off.texture[:, 16:].mean((0, 1))).max()
     step_on = np.abs(on.texture[:, :16].mean((0, 1)) - on.texture[:, 16:].mean((0, 1))).max()
