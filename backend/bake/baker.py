@@ -9,6 +9,7 @@ Works in whatever frame the mesh and the cameras share (no normalization needed)
 """
 from __future__ import annotations
 
+import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from ..assets.surface_voxels import VoxelGraph, bfs_fill, build_voxels
 from ..errors import InputError
 from ..progress import Progress, no_progress, sub_progress
 from . import selection
-from .colour import sharpen, texel_average, texel_colours
+from .colour import blend_views, sharpen, texel_average, texel_colours
 from .fill import gutter_fill
 from .params import BakeParams
 from .seams import blend_strips, level_offsets, seam_differences
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
     from ..assets.viewset import ViewSet
 
 _TEXEL_CHUNK = 1 << 20
+_BLEND_REACH = 10.0  # soft selection: voxels' views costing more than this x soft_selection over the label's are not read
+_BLEND_VIEWS = 8  # soft selection: views blended per voxel at most, besides the label's
 
 
 @dataclass
@@ -168,7 +171,7 @@ def bake(mesh: Mesh, views: "ViewSet", params: BakeParams | None = None,
                 report["soft_selection"] = params.soft_selection
             extra = None if labels is None else selection.candidate_extra_costs(candidates, view_cost, site_cost)
             colour, seen, chosen = _sample(graph, texels, texel_voxel, vd, sharpen(images, params.sharpen), candidates,
-                                           labels, extra, vcolour, params, report, timer,
+                                           labels, extra, conf, vcolour, params, report, timer,
                                            sub_progress(progress, 0.45, 0.9))
     finally:
         if pool is not None:  # on an error or a cancel, do not wait for a running alpha-expansion
@@ -216,12 +219,12 @@ def _align(images: torch.Tensor, uv_maps: torch.Tensor, texels: Texels, texel_vo
 
 
 def _sample(graph: VoxelGraph, texels: Texels, texel_voxel: np.ndarray, vd: ViewDepth, images: torch.Tensor,
-            candidates: torch.Tensor, labels: np.ndarray | None, extra: torch.Tensor | None, vcolour: torch.Tensor,
-            params: BakeParams, report: dict, timer: _Timer,
+            candidates: torch.Tensor, labels: np.ndarray | None, extra: torch.Tensor | None, conf: torch.Tensor,
+            vcolour: torch.Tensor, params: BakeParams, report: dict, timer: _Timer,
             progress: Progress) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Colour per texel: its voxel's label first, then its other top-K views (`average`: all of
     them; with `soft_selection`, the views about as good as the label's blended in). `extra` (V, K):
-    the selection's unary terms past Ink3D's per voxel and candidate."""
+    the selection's unary terms past Ink3D's per voxel and candidate; `conf` (V, N) the voxels'."""
     if labels is not None:
         ranked = torch.cat([torch.as_tensor(labels)[:, None], candidates], 1)
         same = ranked[:, 1:] == ranked[:, :1]
@@ -230,6 +233,18 @@ def _sample(graph: VoxelGraph, texels: Texels, texel_voxel: np.ndarray, vd: View
             extra = torch.cat([(extra * same).sum(1, keepdim=True), extra], 1)
     else:
         ranked = candidates
+    blend = blend_extra = None
+    if labels is not None and params.soft_selection > 0:
+        extra = torch.zeros(ranked.shape) if extra is None else extra
+        # views to blend: those within the weight's reach of the label's cost at the voxel (slack for
+        # the texels' own angles), so the per-texel pass skips the many that would weigh nothing
+        # (and at most the _BLEND_VIEWS cheapest of them: a dense orbit has dozens of near-equal frames)
+        vcost = torch.where(ranked >= 0, 2 - conf.gather(1, ranked.clamp(min=0)) + extra, torch.full((), math.inf))
+        reach = vcost[:, :1] + _BLEND_REACH * params.soft_selection
+        vcost[:, 0] = math.inf  # the label is the chosen view already
+        near, cols = torch.topk(vcost, min(_BLEND_VIEWS, vcost.shape[1]), dim=1, largest=False)
+        blend = torch.where(near <= reach, ranked.gather(1, cols), -1)
+        blend_extra = extra.gather(1, cols)
     points = vd.local(texels.position)
     normals = torch.as_tensor(texels.normal, dtype=torch.float32)
     tv = torch.as_tensor(texel_voxel)
@@ -244,8 +259,11 @@ def _sample(graph: VoxelGraph, texels: Texels, texel_voxel: np.ndarray, vd: View
             colour[sl], weight = texel_average(points[sl], normals[sl], cand, images, vd)
             seen[sl] = weight > 0
         else:
-            colour[sl], chosen[sl] = texel_colours(points[sl], normals[sl], cand, images, vd,
-                                                   None if extra is None else extra[tv[sl]], params.soft_selection)
+            ex = None if extra is None else extra[tv[sl]]
+            colour[sl], chosen[sl], cost = texel_colours(points[sl], normals[sl], cand, images, vd, ex)
+            if blend is not None:
+                colour[sl] = blend_views(points[sl], normals[sl], blend[tv[sl]], blend_extra[tv[sl]], images, vd,  # type: ignore[index]
+                                         colour[sl], chosen[sl], cost, params.soft_selection)
             seen[sl] = chosen[sl] >= 0
         progress(0.8 * (n + 1) / len(chunks), "sampling colours")
     timer.lap("colour")

@@ -61,22 +61,16 @@ AGREEMENT_SCALE = 0.3  # soft selection: a view whose colour is this far (mean |
 
 
 def texel_colours(points: torch.Tensor, normals: torch.Tensor, candidates: torch.Tensor, images: torch.Tensor,
-                  views: ViewDepth, extra_cost: torch.Tensor | None = None,
-                  temperature: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Colour (M, 3) and chosen view (M,) of each texel from its ranked candidate views (M, K)
-    (-1 = none): the first candidate that sees the texel itself is chosen (a voxel's label can be
-    occluded at a few of its texels near silhouettes). Texels no candidate sees get view -1.
-
-    With `temperature` > 0 (soft selection) the colour is a weighted mean over the candidates that
-    see the texel: weight exp(-max(0, cost - chosen's cost) / temperature) x exp(-(mean |colour -
-    chosen's colour| / AGREEMENT_SCALE)^2), cost = 2 - confidence at the texel + `extra_cost` (M, K)
-    (the selection's other unary terms). Views about as good as the chosen one then average out
-    the aliasing and residual misregistration of any single 256^2 frame, while worse views, and
-    views that disagree outright, hardly count (bench/RESULTS.md, 2026-12-04)."""
+                  views: ViewDepth, extra_cost: torch.Tensor | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Colour (M, 3), chosen view (M,) and its cost (M,) of each texel from its ranked candidate
+    views (M, K) (-1 = none): the first candidate that sees the texel itself is chosen (a voxel's
+    label can be occluded at a few of its texels near silhouettes). Texels no candidate sees get
+    view -1. Cost: 2 - confidence at the texel + `extra_cost` (M, K), the selection's other unary terms."""
     m = len(points)
     colour = torch.zeros((m, images.shape[-1]), dtype=torch.float32)
     chosen = torch.full((m,), -1, dtype=torch.long)
-    best = torch.zeros(m, dtype=torch.float32)  # the chosen view's cost
+    cost = torch.zeros(m, dtype=torch.float32)
     todo = torch.arange(m)
     for rank in range(candidates.shape[1]):
         view = candidates[todo, rank]
@@ -89,12 +83,20 @@ def texel_colours(points: torch.Tensor, normals: torch.Tensor, candidates: torch
         done = todo[ok]
         colour[done] = sample_bilinear(images, view[ok], px[ok], py[ok])
         chosen[done] = view[ok]
-        best[done] = 2 - conf[ok] + (0 if extra_cost is None else extra_cost[done, rank])
+        cost[done] = 2 - conf[ok] + (0 if extra_cost is None else extra_cost[done, rank])
         todo = todo[~ok]
-    if temperature <= 0:
-        return colour, chosen
-    reference = colour.clone()
-    total = colour.clone()  # the chosen view's weight is 1
+    return colour, chosen, cost
+
+
+def blend_views(points: torch.Tensor, normals: torch.Tensor, candidates: torch.Tensor, extra_cost: torch.Tensor,
+                images: torch.Tensor, views: ViewDepth, colour: torch.Tensor, chosen: torch.Tensor,
+                cost: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Soft selection: each texel's colour (M, 3) as a weighted mean of its chosen view's (`texel_colours`,
+    weight 1) and the candidates (M, K) that see it: weight exp(-max(0, cost - chosen's cost) / temperature)
+    x exp(-(mean |colour - chosen's colour| / AGREEMENT_SCALE)^2), costs as `texel_colours`'. Views about
+    as good as the chosen one average out the aliasing and residual misregistration of any single
+    small frame; worse views, and views that disagree outright, hardly count (bench/RESULTS.md, 2026-12-04)."""
+    total = colour.clone()
     weight = (chosen >= 0).float()
     for rank in range(candidates.shape[1]):
         view = candidates[:, rank]
@@ -103,17 +105,14 @@ def texel_colours(points: torch.Tensor, normals: torch.Tensor, candidates: torch
             continue
         view = view[idx]
         conf, px, py = visibility(points[idx], normals[idx], views, view)
-        ok = conf > 0
-        idx, view, conf = idx[ok], view[ok], conf[ok]
-        cost = 2 - conf + (0 if extra_cost is None else extra_cost[idx, rank])
-        w = torch.exp(-(cost - best[idx]).clamp(min=0) / temperature)
-        keep = w > 1e-3
+        w = torch.exp(-(2 - conf + extra_cost[idx, rank] - cost[idx]).clamp(min=0) / temperature)
+        keep = (conf > 0) & (w > 1e-3)
         idx, view, w = idx[keep], view[keep], w[keep]
-        c = sample_bilinear(images, view, px[ok][keep], py[ok][keep])
-        w = w * torch.exp(-((c - reference[idx]).abs().mean(1) / AGREEMENT_SCALE) ** 2)
+        c = sample_bilinear(images, view, px[keep], py[keep])
+        w = w * torch.exp(-((c - colour[idx]).abs().mean(1) / AGREEMENT_SCALE) ** 2)
         total.index_add_(0, idx, w[:, None] * c)
         weight.index_add_(0, idx, w)
-    return torch.where(chosen[:, None] >= 0, total / weight.clamp(min=1e-12)[:, None], colour), chosen
+    return torch.where(chosen[:, None] >= 0, total / weight.clamp(min=1e-12)[:, None], colour)
 
 
 def ranked_observations(points: torch.Tensor, normals: torch.Tensor, candidates: torch.Tensor, images: torch.Tensor,
