@@ -3,8 +3,9 @@
 Stages: texels of the UV layout -> surface voxels -> per-view depth and visibility -> view
 alignment (align.py) and, beside it in a thread, view selection per voxel (mrf | greedy; it reads
 no image; unary: confidence, frame detail, per-voxel resolution) -> colour per texel at its exact
-projection in the chosen view, read after an unsharp mask (`average`: all views; `optimize`:
-gradient descent instead) -> seam levelling -> BFS fill of unseen surface -> gutter.
+projection in the chosen view, read after an unsharp mask and blended with the views about as
+good there (soft selection; `average`: all views; `optimize`: gradient descent instead) -> seam
+levelling -> BFS fill of unseen surface -> gutter.
 Works in whatever frame the mesh and the cameras share (no normalization needed).
 """
 from __future__ import annotations
@@ -245,6 +246,8 @@ def _sample(graph: VoxelGraph, texels: Texels, texel_voxel: np.ndarray, vd: View
         near, cols = torch.topk(vcost, min(_BLEND_VIEWS, vcost.shape[1]), dim=1, largest=False)
         blend = torch.where(near <= reach, ranked.gather(1, cols), -1)
         blend_extra = extra.gather(1, cols)
+        if params.lock_reference:  # voxels locked to the reference view keep it alone
+            blend[conf[:, params.reference_view] >= math.cos(math.radians(params.lock_angle))] = -1
     points = vd.local(texels.position)
     normals = torch.as_tensor(texels.normal, dtype=torch.float32)
     tv = torch.as_tensor(texel_voxel)

@@ -609,6 +609,15 @@ def test_soft_selection_blends_views_that_agree_and_not_views_that_disagree(colo
         assert (off_pure < 0.01).all(), off_pure.max()
 
 
+def test_soft_selection_leaves_voxels_locked_to_the_reference_view_alone() -> None:
+    mesh = quad_mesh()
+    cams = [camera_towards([math.sin(math.radians(a)), 0, math.cos(math.radians(a))]) for a in (-20, 20)]
+    params = dict(method="greedy", texture_size=16, voxel_res=8, edge_margin=0, align=False, seam_levelling=False,
+                  seam_blend=False, soft_selection=0.1, lock_reference=True, reference_view=1, lock_angle=90.0)
+    texture = bake(mesh, _flat(cams, [(0.5,) * 3, (0.54,) * 3]), BakeParams(**params)).texture
+    assert np.allclose(texture, 0.54, atol=1e-5)  # unlocked, the two views blend (test above)
+
+
 def test_candidate_extra_costs_are_the_unary_terms_past_ink3d() -> None:
     candidates = torch.tensor([[0, 1], [1, -1]])
     extra = selection.candidate_extra_costs(candidates, np.array([0.5, 0.0]), np.array([[0.1, 0.2], [0.3, 0.4]]))
