@@ -170,7 +170,8 @@ def bake(mesh: Mesh, views: "ViewSet", params: BakeParams | None = None,
                 report["sharpen"] = params.sharpen
             if labels is not None and params.soft_selection > 0:
                 report["soft_selection"] = params.soft_selection
-            extra = None if labels is None else selection.candidate_extra_costs(candidates, view_cost, site_cost)
+            extra = None if labels is None else torch.as_tensor(
+                selection.candidate_extra_costs(candidates, view_cost, site_cost), dtype=torch.float32)
             colour, seen, chosen = _sample(graph, texels, texel_voxel, vd, sharpen(images, params.sharpen), candidates,
                                            labels, extra, conf, vcolour, params, report, timer,
                                            sub_progress(progress, 0.45, 0.9))
@@ -224,19 +225,20 @@ def _sample(graph: VoxelGraph, texels: Texels, texel_voxel: np.ndarray, vd: View
             vcolour: torch.Tensor, params: BakeParams, report: dict, timer: _Timer,
             progress: Progress) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Colour per texel: its voxel's label first, then its other top-K views (`average`: all of
-    them; with `soft_selection`, the views about as good as the label's blended in). `extra` (V, K):
-    the selection's unary terms past Ink3D's per voxel and candidate; `conf` (V, N) the voxels'."""
+    them; with `soft_selection`, the views about as good as the label's blended in). `extra` (V, K),
+    given with `labels`: the selection's unary terms past Ink3D's per voxel and candidate; `conf`
+    (V, N) the voxels'."""
     if labels is not None:
+        assert extra is not None
         ranked = torch.cat([torch.as_tensor(labels)[:, None], candidates], 1)
         same = ranked[:, 1:] == ranked[:, :1]
         ranked[:, 1:][same] = -1
-        if extra is not None:  # the label's own terms where it is a candidate (0 where it is not)
-            extra = torch.cat([(extra * same).sum(1, keepdim=True), extra], 1)
+        # the label's own terms where it is a candidate (0 where it is not)
+        extra = torch.cat([(extra * same).sum(1, keepdim=True), extra], 1)
     else:
         ranked = candidates
     blend = blend_extra = None
-    if labels is not None and params.soft_selection > 0:
-        extra = torch.zeros(ranked.shape) if extra is None else extra
+    if extra is not None and params.soft_selection > 0:
         # views to blend: those within the weight's reach of the label's cost at the voxel (slack for
         # the texels' own angles), so the per-texel pass skips the many that would weigh nothing
         # (and at most the _BLEND_VIEWS cheapest of them: a dense orbit has dozens of near-equal frames)
@@ -247,7 +249,7 @@ def _sample(graph: VoxelGraph, texels: Texels, texel_voxel: np.ndarray, vd: View
         blend = torch.where(near <= reach, ranked.gather(1, cols), -1)
         blend_extra = extra.gather(1, cols)
         if params.lock_reference:  # voxels locked to the reference view keep it alone
-            blend[conf[:, params.reference_view] >= math.cos(math.radians(params.lock_angle))] = -1
+            blend[selection.locked_voxels(conf, params.reference_view, params.lock_angle)] = -1
     points = vd.local(texels.position)
     normals = torch.as_tensor(texels.normal, dtype=torch.float32)
     tv = torch.as_tensor(texel_voxel)
@@ -262,7 +264,7 @@ def _sample(graph: VoxelGraph, texels: Texels, texel_voxel: np.ndarray, vd: View
             colour[sl], weight = texel_average(points[sl], normals[sl], cand, images, vd)
             seen[sl] = weight > 0
         else:
-            ex = None if extra is None else extra[tv[sl]]
+            ex = extra[tv[sl]]  # type: ignore[index]
             colour[sl], chosen[sl], cost = texel_colours(points[sl], normals[sl], cand, images, vd, ex)
             if blend is not None:
                 colour[sl] = blend_views(points[sl], normals[sl], blend[tv[sl]], blend_extra[tv[sl]], images, vd,  # type: ignore[index]

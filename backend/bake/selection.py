@@ -134,38 +134,42 @@ def detail_costs(detail: np.ndarray, weight: float) -> np.ndarray:
     return weight * (d.max() - d)
 
 
+def candidate_extra_costs(candidates: torch.Tensor, view_cost: np.ndarray | None,
+                          site_cost: np.ndarray | None) -> np.ndarray:
+    """The unary terms (V, K) float64 past Ink3D's 2 - confidence of each voxel's candidates (0 at
+    -1 ranks): `view_cost` (N,) of the candidate's view (frame detail) plus `site_cost` (V, K) of
+    the voxel and candidate (resolution, consistency). The selection's unary and the soft
+    selection's weights both use them."""
+    extra = np.zeros(candidates.shape, dtype=np.float64)
+    has = candidates.numpy() >= 0
+    if view_cost is not None:
+        extra[has] += view_cost[candidates.numpy()[has]]
+    if site_cost is not None:
+        extra[has] += site_cost[has]
+    return extra
+
+
 def unary_costs(conf: torch.Tensor, candidates: torch.Tensor, view_cost: np.ndarray | None = None,
                 site_cost: np.ndarray | None = None) -> np.ndarray:
-    """Ink3D's unary (V, N) float64: 2 - confidence for the top-K views, 10 for the others;
-    `view_cost` (N,) is added to the top-K views' costs (frame detail), `site_cost` (V, K) to
-    each voxel's own candidates (consistency)."""
+    """Ink3D's unary (V, N) float64: 2 - confidence for the top-K views, 10 for the others, plus
+    the top-K views' `candidate_extra_costs`."""
     unary = np.full(conf.shape, UNSEEN_COST, dtype=np.float64)
     rows, ranks = np.nonzero(candidates.numpy() >= 0)
     views = candidates.numpy()[rows, ranks]
     unary[rows, views] = 2.0 - conf.numpy()[rows, views]
-    if view_cost is not None:
-        unary[rows, views] += view_cost[views]
-    if site_cost is not None:
-        unary[rows, views] += site_cost[rows, ranks]
+    if view_cost is not None or site_cost is not None:
+        unary[rows, views] += candidate_extra_costs(candidates, view_cost, site_cost)[rows, ranks]
     return unary
 
 
-def candidate_extra_costs(candidates: torch.Tensor, view_cost: np.ndarray | None,
-                          site_cost: np.ndarray | None) -> torch.Tensor:
-    """The unary terms (V, K) float32 past Ink3D's 2 - confidence of each voxel's candidates, as
-    `unary_costs` adds them (0 at -1 ranks): what the soft selection weighs texels' views by."""
-    extra = torch.zeros(candidates.shape, dtype=torch.float32)
-    has = candidates >= 0
-    if view_cost is not None:
-        extra[has] += torch.as_tensor(view_cost, dtype=torch.float32)[candidates[has]]
-    if site_cost is not None:
-        extra[has] += torch.as_tensor(site_cost, dtype=torch.float32)[has]
-    return extra
+def locked_voxels(conf: torch.Tensor, reference: int, angle_deg: float) -> torch.Tensor:
+    """Voxels (V,) bool the reference view sees within `angle_deg` (Ink3D's locking)."""
+    return conf[:, reference] >= math.cos(math.radians(angle_deg))
 
 
 def lock_to_reference(unary: np.ndarray, conf: torch.Tensor, reference: int, angle_deg: float) -> np.ndarray:
-    """Voxels the reference view sees within `angle_deg` keep that view (Ink3D's locking)."""
-    locked = conf[:, reference].numpy() >= math.cos(math.radians(angle_deg))
+    """Voxels the reference view sees within `angle_deg` keep that view (`locked_voxels`)."""
+    locked = locked_voxels(conf, reference, angle_deg).numpy()
     unary[locked] = LOCKED_COST
     unary[locked, reference] = 0.0
     return locked
