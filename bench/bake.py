@@ -7,7 +7,8 @@ assets with fine print ("print", "text") and with large flat colours ("flat") be
 held-out views are 24 random ones ("held") and 8 grazing ones ("grazing": steep, along the
 sides, and close oblique); `--renderer cycles` renders the training views with Blender's Cycles
 (bench/render_cycles.py) instead of the project's rasterizer, so the data is unlike what the bake
-is tuned on. Methods default to mrf, greedy, average, optimize; the table gives each method's dB
+is tuned on. Methods default to mrf, greedy, average, optimize (= average, then the texture fit that
+mrf and greedy end with too); the table gives each method's dB
 and time against `average` (and mrf against greedy).
 `--suite orbit` is the earlier setting, described next.
 
@@ -20,7 +21,7 @@ that row is not run) in the same process: the table gives method - baseline in d
 take variant suffixes (VARIANTS): `-noseam` (no seam levelling), `-noalign` (no view alignment), `-nodetail`
 (mrf/greedy without the frame-detail unary term, i.e. Ink3D's unary), `-noblend` (no feathering across seams),
 `-cons` (mrf/greedy with the per-voxel consistency unary, `--consistency-weight`), `-nosharp`,
-`-noresolution`, `-hard` (mrf/greedy without soft selection: the label's view alone), `-p1` (one of the 2026-12-04 changes off: one alignment pass), `-prev` (all of them off: the code before).
+`-noresolution`, `-hard` (mrf/greedy without soft selection: the label's view alone), `-nofit` (no texture fit, fit.py), `-p1` (one of the 2026-12-04 changes off: one alignment pass), `-prev` (all of them off: the code before).
 
   .venv/backend/bin/python bench/bake.py [--assets text,plaid,thin] [--methods mrf,mrf-noseam,mrf-noalign,greedy,average,average-noalign,optimize]
       [--frames 61] [--size 512] [--texture-size 2048] [--voxel-res 256] [--mrf-lambda L] [--detail-weight W] [--clean] [--threads N]
@@ -54,8 +55,10 @@ VARIANTS: dict[str, dict] = {
     "nosharp": {"sharpen": 0.0}, "p1": {"align_passes": 1},
     "noresolution": {"resolution_weight": 0.0},
     "hard": {"soft_selection": 0.0},  # mrf/greedy: the label's view alone per texel (before 2026-12-04's soft selection)
+    "nofit": {"fit_steps": 0},  # mrf/greedy without the texture fit (before fit.py)
     # the defaults before the sparse-suite work of 2026-12-04 (issue 13)
-    "prev": {"sharpen": 0.0, "align_passes": 1, "resolution_weight": 0.0, "mrf_lambda": 5.0, "soft_selection": 0.0},
+    "prev": {"sharpen": 0.0, "align_passes": 1, "resolution_weight": 0.0, "mrf_lambda": 5.0, "soft_selection": 0.0,
+             "fit_steps": 0},
 }
 METHODS = ("mrf", "mrf-noseam", "mrf-noalign", "mrf-nodetail", "greedy", "average", "average-noalign", "optimize")
 
@@ -139,7 +142,7 @@ def run_asset(name: str, args: argparse.Namespace) -> list[dict]:
         for flag in flags:
             options.update(VARIANTS[flag] if flag != "cons" else {"consistency_weight": args.consistency_weight})
         params = BakeParams(method=base_method, texture_size=args.texture_size, voxel_res=args.voxel_res,
-                            optimize_steps=args.optimize_steps, **options)
+                            **({"fit_steps": args.fit_steps} if args.fit_steps is not None else {}), **options)
         wall, cpu = time.perf_counter(), time.process_time()
         result = bake(asset.mesh, views, params)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
@@ -150,7 +153,7 @@ def run_asset(name: str, args: argparse.Namespace) -> list[dict]:
                "seconds": round(wall, 1), "cpu_seconds": round(cpu, 1), "stages": result.report["seconds"],
                "voxels": result.report["voxels"], "unseen_fraction": round(result.report["unseen_fraction"], 4),
                "alignment": {k: v for k, v in result.report.get("alignment", {}).items() if k != "shift_px"},
-               "label_seam_edges": result.report.get("label_seam_edges")}
+               "label_seam_edges": result.report.get("label_seam_edges"), "fit": result.report.get("fit")}
         rows.append(row)
         stages = " ".join(f"{k}={v:.1f}" for k, v in result.report["seconds"].items())
         print(f"[{name}] {method:16s} PSNR {psnr:6.2f} dB {split_psnr} SSIM {ssim:.4f}  {wall:6.1f} s wall "
@@ -182,7 +185,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, help="view side (default 256 sparse, 512 orbit)")
     parser.add_argument("--texture-size", type=int, help="default 1024 sparse, 2048 orbit")
     parser.add_argument("--voxel-res", type=int, default=256)
-    parser.add_argument("--optimize-steps", type=int, default=100)
+    parser.add_argument("--fit-steps", type=int, help="texture fit steps (default: BakeParams')")
     parser.add_argument("--mrf-lambda", type=float, help="Potts weight (default: BakeParams'; Ink3D: 5)")
     parser.add_argument("--detail-weight", type=float, help="frame-detail unary weight (default: BakeParams')")
     parser.add_argument("--consistency-weight", type=float, default=1.0,

@@ -30,10 +30,10 @@ VIEW_SET_FRAMES = [("AUTO", "Automatic", "The backend finds the frame: it render
                                                 "as Blender add-ons write them"),
                    ("GLTF", "glTF (Y up)", "Camera matrices are in the Y-up frame of a glTF export of the scene, "
                                            "as Orbitex writes view sets")]
-METHODS = [("mrf", "MRF", "Per-voxel view choice with smooth seams (Ink3D)"),
-           ("greedy", "Greedy", "Best-facing view per voxel"),
-           ("average", "Average", "Confidence-weighted average of all views"),
-           ("optimize", "Optimize", "Gradient-optimized texture")]
+METHODS = [("mrf", "MRF", "Per-voxel view choice with smooth seams (Ink3D), then the texture fitted to the views"),
+           ("greedy", "Greedy", "Best-facing view per voxel, then the texture fitted to the views"),
+           ("average", "Average", "Confidence-weighted average of all views (no fit: the plain baseline)"),
+           ("optimize", "Optimize", "The average, then the texture fitted to the views")]
 
 
 def scene_cameras(context, scope: str) -> list[bpy.types.Object]:

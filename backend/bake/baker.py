@@ -4,8 +4,9 @@ Stages: texels of the UV layout -> surface voxels -> per-view depth and visibili
 alignment (align.py) and, beside it in a thread, view selection per voxel (mrf | greedy; it reads
 no image; unary: confidence, frame detail, per-voxel resolution) -> colour per texel at its exact
 projection in the chosen view, read after an unsharp mask and blended with the views about as
-good there (soft selection; `average`: all views; `optimize`: gradient descent instead) -> seam
-levelling -> BFS fill of unseen surface -> gutter.
+good there (soft selection; `average` and `optimize`: all views) -> seam levelling -> fill of
+unseen surface -> gutter -> texture fit (fit.py: the texture, each frame's blur and residual warp
+fitted so renders match the aligned views; mrf, greedy, optimize; `average` is the plain baseline).
 Works in whatever frame the mesh and the cameras share (no normalization needed).
 """
 from __future__ import annotations
@@ -26,7 +27,7 @@ from ..progress import Progress, no_progress, sub_progress
 from . import selection
 from .colour import blend_views, sharpen, texel_average, texel_colours
 from .fill import gutter_fill
-from .params import BakeParams
+from .params import DEFAULT_FIT_STEPS, BakeParams
 from .seams import blend_strips, level_offsets, seam_differences
 from .uv_atlas import make_uv_map
 from .uv_raster import Texels, texel_samples
@@ -108,7 +109,7 @@ def bake(mesh: Mesh, views: "ViewSet", params: BakeParams | None = None,
     extent = float((mesh.positions.max(0) - mesh.positions.min(0)).max())
     tolerance = params.depth_tolerance * extent
     depth, uv_maps = rasterize_views(mesh, views.cameras, params.rasterizer, sub_progress(progress, 0.03, 0.25),
-                                     uv=params.method == "optimize" or params.align)
+                                     uv=params.align)
     masks = None if views.masks is None else torch.as_tensor(np.asarray(views.masks, dtype=bool))
     valid = valid_pixels(depth, masks, params.edge_margin, jump=4 * tolerance)
     for i in range(len(views.cameras)):
@@ -155,33 +156,28 @@ def bake(mesh: Mesh, views: "ViewSet", params: BakeParams | None = None,
             images = _align(images, uv_maps, texels, texel_voxel, candidates, vd, params, report,  # type: ignore[arg-type]
                             sub_progress(progress, 0.33, 0.45))
             timer.lap("align")
-        if params.method == "optimize":
-            colour, seen, chosen = _optimize(texels, uv_maps, valid, images, params,  # type: ignore[arg-type]
-                                             sub_progress(progress, 0.45, 0.9))
-            timer.lap("optimize")
-        else:
-            labels = None
-            if labels_job is not None:
-                progress(0.45, "selecting views")
-                labels, info = labels_job.result()
-                report.update(info)
-                timer.lap("view_selection")  # what the selection added after the alignment
-            if params.sharpen > 0:
-                report["sharpen"] = params.sharpen
-            if labels is not None and params.soft_selection > 0:
-                report["soft_selection"] = params.soft_selection
-            extra = None if labels is None else torch.as_tensor(
-                selection.candidate_extra_costs(candidates, view_cost, site_cost), dtype=torch.float32)
-            colour, seen, chosen = _sample(graph, texels, texel_voxel, vd, sharpen(images, params.sharpen), candidates,
-                                           labels, extra, conf, vcolour, params, report, timer,
-                                           sub_progress(progress, 0.45, 0.9))
+        labels = None
+        if labels_job is not None:
+            progress(0.45, "selecting views")
+            labels, info = labels_job.result()
+            report.update(info)
+            timer.lap("view_selection")  # what the selection added after the alignment
+        if params.sharpen > 0:
+            report["sharpen"] = params.sharpen
+        if labels is not None and params.soft_selection > 0:
+            report["soft_selection"] = params.soft_selection
+        extra = None if labels is None else torch.as_tensor(
+            selection.candidate_extra_costs(candidates, view_cost, site_cost), dtype=torch.float32)
+        colour, seen, chosen = _sample(graph, texels, texel_voxel, vd, sharpen(images, params.sharpen), candidates,
+                                       labels, extra, conf, vcolour, params, report, timer,
+                                       sub_progress(progress, 0.45, 0.75))
     finally:
         if pool is not None:  # on an error or a cancel, do not wait for a running alpha-expansion
             pool.shutdown(wait=False, cancel_futures=True)
     if not seen.any():
         raise InputError("no view sees any of the mesh's surface (all depth tests failed): "
                          "check that the cameras and the mesh share one coordinate frame")
-    progress(0.9, "filling unseen surface")
+    progress(0.75, "filling unseen surface")
     colour, kind, report["fill"] = _fill(mesh, views, graph, texels, texel_voxel, colour, seen, params)
     texture = np.zeros((size, size, colour.shape[1]), dtype=np.float32)
     texture[texels.rows, texels.cols] = colour
@@ -191,6 +187,14 @@ def bake(mesh: Mesh, views: "ViewSet", params: BakeParams | None = None,
     fill_kind = np.full((size, size), -1, dtype=np.int8)
     fill_kind[texels.rows, texels.cols] = kind
     timer.lap("fill")
+    fit_steps = DEFAULT_FIT_STEPS if params.fit_steps is None else params.fit_steps
+    if fit_steps > 0 and params.method != "average" and not params.lock_reference:
+        from .fit import fit_texture
+
+        fit = fit_texture(texture, mesh, views.cameras, images, vd.valid, fit_steps, params.rasterizer,
+                          sub_progress(progress, 0.78, 0.99))
+        texture, report["fit"] = fit.texture, fit.report
+        timer.lap("fit")
     progress(1.0, "baked")
 
     names = list(views.names) if views.names else [f"frame {i}" for i in range(len(views.cameras))]
@@ -293,24 +297,6 @@ def _sample(graph: VoxelGraph, texels: Texels, texel_voxel: np.ndarray, vd: View
                                                          texels.position, images, vd, points, normals)
             timer.lap("seam_blend")
     return colour_np, seen_np, (chosen_np if labels is not None else None)
-
-
-def _optimize(texels: Texels, uv_maps: torch.Tensor, valid: torch.Tensor, images: torch.Tensor,
-              params: BakeParams, progress: Progress) -> tuple[np.ndarray, np.ndarray, None]:
-    from .optimize import optimize_texture, touched_texels
-
-    uv = uv_maps[valid]
-    colour = images[valid]
-    keep = torch.isfinite(uv).all(1)
-    uv, colour = uv[keep], colour[keep]
-    if len(uv) == 0:
-        raise InputError("no view sees any of the mesh's surface: nothing to optimize the texture against")
-    size = texels.size
-    texel_uv = torch.stack([torch.as_tensor((texels.cols + 0.5) / size), torch.as_tensor(1 - (texels.rows + 0.5) / size)],
-                           1).float()
-    out = optimize_texture(uv, colour, size, params.optimize_steps, texel_uv, progress)
-    seen = touched_texels(uv, size).numpy()[texels.rows, texels.cols]
-    return out.numpy(), seen, None
 
 
 def _fill(mesh: Mesh, views: "ViewSet", graph: VoxelGraph, texels: Texels, texel_voxel: np.ndarray,

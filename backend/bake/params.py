@@ -7,6 +7,7 @@ from typing import Literal
 from ..errors import InputError
 from ..render.views_frame import VIEWS_FRAMES, ViewsFrame
 
+DEFAULT_FIT_STEPS = 300
 METHODS = ("mrf", "greedy", "average", "optimize")
 FILLS = ("synthesis", "bfs")
 Method = Literal["mrf", "greedy", "average", "optimize"]
@@ -14,7 +15,7 @@ Method = Literal["mrf", "greedy", "average", "optimize"]
 
 @dataclass
 class BakeParams:
-    method: Method = "mrf"  # view selection: MRF (Ink3D), greedy, confidence-weighted average, or optimize
+    method: Method = "mrf"  # view selection: MRF (Ink3D), greedy, confidence-weighted average, or optimize (average + fit)
     texture_size: int = 2048  # texture side in texels
     voxel_res: int = 256  # surface voxels across the mesh's largest bounding-box side
     uv_map: str | None = None  # TEXCOORD_n (or n) of a glTF; None = the first UV map
@@ -28,7 +29,7 @@ class BakeParams:
     mrf_iterations: int = 1  # alpha-expansion cycles over all labels (-1: until convergence)
     depth_tolerance: float = 0.01  # visibility depth test, as a fraction of the largest box side
     edge_margin: int = 2  # pixels near silhouettes / depth jumps count as unseen (misaligned views)
-    lock_reference: bool = False  # voxels seen within `lock_angle` of the reference view take it
+    lock_reference: bool = False  # voxels seen within `lock_angle` of the reference view take it (and no texture fit)
     reference_view: int = 0  # index of the reference view (frame 0 of Ink3D's orbits)
     lock_angle: float = 60.0  # degrees
     seam_levelling: bool = True  # global per-label colour offsets that make seams agree
@@ -36,7 +37,9 @@ class BakeParams:
     align: bool = True  # warp and colour-correct each view onto the surface before selection (align.py)
     align_passes: int = 2  # estimate -> flow -> warp rounds (the second's estimate is made of the aligned views)
     align_max_shift: float = 8.0  # largest misalignment corrected, in pixels
-    optimize_steps: int = 200  # gradient steps of the `optimize` method
+    # mrf/greedy/optimize: steps of the texture fit to the views (fit.py; 0: off; `average` never fits).
+    # None: DEFAULT_FIT_STEPS for view sets, 0 for the texture job's generated frames (pipelines/texture.py)
+    fit_steps: int | None = None
     rasterizer: str = "auto"  # G-buffer rasterizer: auto | moderngl | torch | nvdiffrast
     views_frame: ViewsFrame = "auto"  # the cameras' frame: gltf (the mesh file's) | blender (Z up) | auto (checked)
     fill: Literal["synthesis", "bfs"] = "synthesis"  # unseen surface: symmetry transfer + exemplar synthesis, BFS for the rest; or BFS alone
@@ -64,5 +67,7 @@ class BakeParams:
             raise InputError("align_passes must be at least 1 and align_max_shift > 0")
         if self.fill not in FILLS:
             raise InputError(f"unknown fill {self.fill!r}; use one of {', '.join(FILLS)}")
-        if self.optimize_steps < 1:
-            raise InputError("optimize_steps must be at least 1")
+        if self.fit_steps is not None and self.fit_steps < 0:
+            raise InputError("fit_steps must be >= 0")
+        if self.method == "optimize" and self.fit_steps == 0:
+            raise InputError("the optimize method is the texture fit: give it fit_steps > 0 (--fit-steps)")

@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("mesh", help=INPUTS["mesh"])
     parser.add_argument("views", help=INPUTS["views"])
     parser.add_argument("--out", required=True, help="OUT.glb (side results in OUT_files/) or a folder")
-    parser.add_argument("--method", choices=METHODS, help="view selection (default mrf)")
+    parser.add_argument("--method", choices=METHODS, help="view selection (default mrf; optimize = average, then the texture fit)")
     parser.add_argument("--texture-size", dest="texture_size", type=int, help="texture side in texels (default 2048)")
     parser.add_argument("--voxel-res", dest="voxel_res", type=int, help="surface voxels across the mesh (default 256)")
     parser.add_argument("--uv-map", dest="uv_map", help="UV map to bake onto: TEXCOORD_n or n (default: the first)")
@@ -48,6 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "its label's (default 0.1; 0 = the label's view alone)")
     parser.add_argument("--sharpen", type=float,
                         help="unsharp-mask amount of the views colours are read from (default 1; 0 = off)")
+    parser.add_argument("--fit-steps", dest="fit_steps", type=int,
+                        help="mrf/greedy/optimize: steps of the texture fit that makes renders of the texture match the "
+                             "views through each one's pixel footprint, blur and residual warp (default 300; 0 = off)")
     parser.add_argument("--align-passes", dest="align_passes", type=int,
                         help="view alignment rounds: estimate, flow, warp (default 2)")
     parser.add_argument("--mrf-iterations", dest="mrf_iterations", type=int,

@@ -13,11 +13,11 @@ import argparse
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
-from ..bake.params import METHODS, BakeParams
+from ..bake.params import DEFAULT_FIT_STEPS, METHODS, BakeParams
 from ..errors import InputError
 from ..progress import Progress
 from ..render.views_frame import VIEWS_FRAMES, ViewsFrame
@@ -48,7 +48,10 @@ class Params:
     guidance: float | None = None  # classifier-free guidance scale (video generators)
     device: str = "auto"
     force_cpu: bool = False  # run a large video model on the CPU anyway
-    bake: BakeParams = field(default_factory=BakeParams)  # the bake's options (uv_map, rasterizer: the whole job's)
+    # the bake's options (uv_map, rasterizer: the whole job's); bake.fit_steps None = no texture fit
+    # here: generated frames are one model's consistent renders, not photos to deblur and register,
+    # and a fit of 2048² over 61 frames at 512² takes minutes (the demo's budget is 90 s)
+    bake: BakeParams = field(default_factory=BakeParams)
     turntable: bool = True  # render the turntable preview (PNG strip + MP4; about half a small job's time)
     views_frame: ViewsFrame = "auto"  # frame of the reference camera (`camera` input): gltf | blender | auto
 
@@ -84,6 +87,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run a large video model on the CPU anyway (hours)")
     # flags of the nested bake options: dest "bake.NAME" fills params.bake (backend/cli.py)
     parser.add_argument("--method", dest="bake.method", choices=METHODS, help="bake view selection (default mrf)")
+    parser.add_argument("--fit-steps", dest="bake.fit_steps", type=int,
+                        help="steps of the bake's texture fit to the frames (default: 0 = off; 300 with --method optimize)")
     parser.add_argument("--texture-size", dest="bake.texture_size", type=int, help="texture side (default 2048)")
     parser.add_argument("--voxel-res", dest="bake.voxel_res", type=int, help="bake surface voxels (default 256)")
     parser.add_argument("--uv-map", dest="bake.uv_map", help="UV map to bake onto (default: the first)")
@@ -163,7 +168,10 @@ def run(inputs: dict[str, Path], params: Params, out_dir: Path, progress: Progre
 
     from ..bake.baker import bake
 
-    result = bake(mesh, views, params.bake, sub_progress(progress, 0.6, 0.92))
+    bake_params = params.bake
+    if bake_params.fit_steps is None:  # no fit of generated frames unless asked (optimize is the fit)
+        bake_params = replace(bake_params, fit_steps=DEFAULT_FIT_STEPS if bake_params.method == "optimize" else 0)
+    result = bake(mesh, views, bake_params, sub_progress(progress, 0.6, 0.92))
     lap("bake")
 
     progress(0.93, "writing GLB" + (" and turntable" if params.turntable else ""))

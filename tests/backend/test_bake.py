@@ -95,7 +95,7 @@ def test_quad_seen_by_two_cameras_greedy_and_average() -> None:
     views = _flat([head_on, oblique], [(1, 0, 0), (0, 0, 1)])
     # views that disagree on purpose: no alignment, whose colour correction would reconcile them, and
     # the label's view alone (soft selection: tested below)
-    params = dict(texture_size=16, voxel_res=8, edge_margin=0, align=False, soft_selection=0.0)
+    params = dict(texture_size=16, voxel_res=8, edge_margin=0, align=False, soft_selection=0.0, fit_steps=0)
     greedy = bake(mesh, views, BakeParams(method="greedy", **params))
     assert np.allclose(greedy.texture, [1, 0, 0], atol=1e-5)
     assert greedy.report["label_histogram"] == {"v0": 256}
@@ -112,7 +112,7 @@ def test_cube_with_hidden_face_is_filled_from_its_neighbours() -> None:
             [1, 1, 1], [-1, 1, -1], [1, 0.5, -1], [-1, 0.5, 1]]  # never from below
     cams = [camera_towards(d, size=128, distance=2.5) for d in dirs]
     views = _flat(cams, [(0.2, 0.4, 0.6)] * len(cams))
-    result = bake(mesh, views, BakeParams(method="mrf", texture_size=48, voxel_res=12, edge_margin=1))
+    result = bake(mesh, views, BakeParams(method="mrf", texture_size=48, voxel_res=12, edge_margin=1, fit_steps=0))
     texels = texel_samples(mesh, 48)
     bottom = texels.normal[:, 1] < -0.5
     # the hidden face is unseen; of the others only strips along silhouettes of these few views
@@ -194,7 +194,7 @@ def test_seam_blend_feathers_the_step_between_two_views() -> None:
     cams = [camera_towards([math.sin(math.radians(a)), 0, math.cos(math.radians(a))]) for a in (-25, 25)]
     views = _flat(cams, [(1, 0, 0), (0, 0, 1)])
     params = dict(method="greedy", texture_size=64, voxel_res=8, edge_margin=0, align=False, seam_levelling=False,
-                  detail_weight=0.0, soft_selection=0.0)  # the seam stage alone
+                  detail_weight=0.0, soft_selection=0.0, fit_steps=0)  # the seam stage alone
     plain = bake(mesh, views, BakeParams(seam_blend=False, **params))
     blended = bake(mesh, views, BakeParams(**params))
     red_plain, red = plain.texture[..., 0], blended.texture[..., 0]
@@ -218,7 +218,7 @@ def test_seam_levelling_improves_a_bake_from_jittered_views() -> None:
                           np.broadcast_to(base.mean((0, 1)) - 0.08, (64, 64, 3))])
     # alignment off: its per-view colour correction would already cancel the step (tested below); soft
     # selection off: it would blend the two views, which agree within its scale, and halve the step
-    params = dict(method="greedy", texture_size=32, voxel_res=16, align=False, soft_selection=0.0)
+    params = dict(method="greedy", texture_size=32, voxel_res=16, align=False, soft_selection=0.0, fit_steps=0)
     off = bake(mesh, views, BakeParams(seam_levelling=False, **params))
     on = bake(mesh, views, BakeParams(**params))
     assert len(off.report["label_histogram"]) == 2  # each half from its nearer camera: one seam
@@ -423,7 +423,7 @@ def test_optimize_method_reads_the_aligned_views() -> None:
     psnr = {}
     for align in (False, True):
         result = bake(mesh, _views(cams, images), BakeParams(method="optimize", texture_size=256, voxel_res=32,
-                                                             align=align, optimize_steps=60))
+                                                             align=align, fit_steps=60))
         assert ("alignment" in result.report) == align
         err = ((result.texture[texels.rows, texels.cols] - gt[texels.rows, texels.cols]) ** 2).mean(1)
         psnr[align] = -10 * math.log10(err[seen].mean())
@@ -444,8 +444,58 @@ def test_bake_makes_an_xatlas_uv_map_when_the_mesh_has_none() -> None:
 def test_optimize_method_fits_a_flat_colour() -> None:
     mesh = quad_mesh()
     views = _flat([camera_towards([0, 0, 1], size=32)], [(0.3, 0.6, 0.9)])
-    result = bake(mesh, views, BakeParams(method="optimize", texture_size=16, voxel_res=8, optimize_steps=60))
+    result = bake(mesh, views, BakeParams(method="optimize", texture_size=16, voxel_res=8, fit_steps=60))
     assert np.allclose(result.texture, (0.3, 0.6, 0.9), atol=0.02)
+
+
+# --- texture fit ---------------------------------------------------------------------------------------
+
+def _texture_psnr(result, gt, texels, seen) -> float:  # type: ignore[no-untyped-def]
+    err = ((result.texture[texels.rows, texels.cols] - gt[texels.rows, texels.cols]) ** 2).mean(1)
+    return -10 * math.log10(err[seen].mean())
+
+
+def test_fit_undoes_blur_and_residual_shifts_of_the_views() -> None:
+    import cv2
+
+    mesh, gt, cams, images = _torus_views(128, size=96)
+    rng = np.random.default_rng(2)
+    sigmas = rng.uniform(0.6, 1.2, len(images))
+    for i in range(len(images)):  # soft frames, each left 0.5 px off by an imperfect alignment
+        a = rng.uniform(0, 2 * math.pi)
+        images[i] = shift_image(cv2.GaussianBlur(images[i], (0, 0), float(sigmas[i])), 0.5 * math.cos(a), 0.5 * math.sin(a))
+    texels = texel_samples(mesh, 128)
+    seen = _seen_texels(mesh, cams, texels)
+    params = dict(texture_size=128, voxel_res=32, align=False)
+    plain = bake(mesh, _views(cams, images), BakeParams(fit_steps=0, **params))
+    fitted = bake(mesh, _views(cams, images), BakeParams(fit_steps=300, **params))
+    assert "fit" not in plain.report
+    fit = fitted.report["fit"]
+    assert fit["loss_after"] < 0.7 * fit["loss_before"] and "kept_input" not in fit, fit
+    assert fit["supersample"] == 1  # 128 texels over 96 px: one subsample per pixel side
+    assert 0.4 < fit["blur_px"][1] < 1.4, fit  # the frames' blur (plus the renders' own pixel integration)
+    assert _texture_psnr(fitted, gt, texels, seen) >= _texture_psnr(plain, gt, texels, seen) + 1.0
+
+
+def test_fit_is_skipped_for_the_average_baseline_and_locked_bakes() -> None:
+    mesh, _, cams, images = _torus_views(64, size=64, frames=6)
+    for params in (BakeParams(method="average"), BakeParams(lock_reference=True)):
+        result = bake(mesh, _views(cams, images), BakeParams(**{**params.__dict__, "texture_size": 64, "voxel_res": 16,
+                                                                 "fit_steps": 20}))
+        assert "fit" not in result.report
+    with pytest.raises(InputError, match="fit_steps"):
+        BakeParams(method="optimize", fit_steps=0)
+    with pytest.raises(InputError, match="fit_steps"):
+        BakeParams(fit_steps=-1)
+
+
+def test_supersample_factor_follows_texels_per_pixel_and_the_memory_budget() -> None:
+    from backend.bake.fit import supersample_factor
+
+    assert supersample_factor(1024, 256, 10_000) == 4
+    assert supersample_factor(2048, 256, 10_000) == 4  # at most 4
+    assert supersample_factor(512, 512, 10_000) == 1
+    assert supersample_factor(1024, 256, 30_000_000) == 1  # 30 M pixels x 4 would exceed the budget
 
 
 def test_views_that_see_nothing_name_the_frame() -> None:
@@ -550,7 +600,8 @@ def test_sharpening_the_views_brings_back_detail_lost_to_pixel_integration() -> 
     gt = detailed_texture(128, cells=24)
     cams = [camera_towards([0, 0, 1], size=128)]
     images, _ = render_views(mesh, gt, cams, supersample=4)
-    params = dict(method="mrf", texture_size=128, voxel_res=8, align=False, seam_levelling=False, seam_blend=False)
+    params = dict(method="mrf", texture_size=128, voxel_res=8, align=False, seam_levelling=False, seam_blend=False,
+                  fit_steps=0)
     texels = texel_samples(mesh, 128)
     err = {}
     for amount in (0.0, 0.5):
@@ -577,7 +628,8 @@ def test_soft_selection_averages_out_the_misregistration_of_single_views() -> No
     images, _ = render_views(mesh, gt, cams, supersample=4)
     for i, a in enumerate((0.3, 2.0, 3.5, 5.1)):
         images[i] = shift_image(images[i], 0.5 * math.cos(a), 0.5 * math.sin(a))
-    params = dict(method="mrf", texture_size=128, voxel_res=8, align=False, seam_levelling=False, seam_blend=False)
+    params = dict(method="mrf", texture_size=128, voxel_res=8, align=False, seam_levelling=False, seam_blend=False,
+                  fit_steps=0)
     texels = texel_samples(mesh, 128)
     inner = (np.abs(texels.position[:, :2]) < 0.4).all(1)  # away from the quad's border (edge margin)
     err = {}
@@ -593,7 +645,7 @@ def test_soft_selection_blends_views_that_agree_and_not_views_that_disagree(colo
     mesh = quad_mesh()
     cams = [camera_towards([math.sin(math.radians(a)), 0, math.cos(math.radians(a))]) for a in (-20, 20)]
     params = dict(method="greedy", texture_size=16, voxel_res=8, edge_margin=0, align=False, seam_levelling=False,
-                  seam_blend=False)
+                  seam_blend=False, fit_steps=0)
     hard = bake(mesh, _flat(cams, colours), BakeParams(soft_selection=0.0, **params)).texture.reshape(-1, 3)
     soft = bake(mesh, _flat(cams, colours), BakeParams(soft_selection=0.1, **params)).texture.reshape(-1, 3)
     pure = np.asarray(colours, np.float32)

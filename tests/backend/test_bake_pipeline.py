@@ -68,11 +68,13 @@ def test_cli_options_switch_the_beyond_paper_stages(cube_case, tmp_path: Path) -
     on = json.loads((tmp_path / "on_files" / "report.json").read_text())
     assert "alignment" in on and len(on["frame_detail"]) == on["view_count"] and "seam_blended_texels" in on
     assert on["sharpen"] == 1.0 and on["soft_selection"] == 0.1 and "resolution" in on["seconds"]
+    assert on["fit"]["steps"] == 300 and on["fit"]["loss_after"] <= on["fit"]["loss_before"]
     assert cli.main([*base, "--out", str(tmp_path / "off.glb"), "--no-align", "--detail-weight", "0",
                      "--no-seam-blend", "--no-seam-levelling", "--sharpen", "0", "--resolution-weight", "0",
-                     "--soft-selection", "0"]) == 0
+                     "--soft-selection", "0", "--fit-steps", "0"]) == 0
     off = json.loads((tmp_path / "off_files" / "report.json").read_text())
-    assert not {"alignment", "frame_detail", "seam_blended_texels", "seam_edges", "sharpen", "soft_selection"} & set(off)
+    assert not {"alignment", "frame_detail", "seam_blended_texels", "seam_edges", "sharpen", "soft_selection",
+                "fit"} & set(off)
     assert "resolution" not in off["seconds"]
 
 
