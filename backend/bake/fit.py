@@ -11,8 +11,11 @@ with the texture, each frame's Gaussian blur σᵢ and each frame's smooth resid
 frame's valid pixels, two frames per step. Many frames with different footprints and sampling
 phases then constrain the texture past one frame's resolution (multi-frame super-resolution); the
 blur keeps soft frames from blurring it and the displacement keeps residual misregistration from
-smearing edges. The texture starts from the bake's colours, so texels no valid pixel sees keep
-them. Torch only; CUDA when present.
+smearing edges. What is fitted is a correction of the bake's colours (texels no valid pixel sees
+keep them, but for the one-texel reach of its bilinear upsampling), at half the texture's
+resolution when a pixel spans two texels or more: single-texel detail is then beyond every view,
+and a full-resolution correction fills it with grain that no render at the views' size shows but
+a close-up does (flat colours). Torch only; CUDA when present.
 """
 from __future__ import annotations
 
@@ -33,7 +36,8 @@ _FRAMES_PER_STEP = 2
 _MAX_SUPERSAMPLE = 4
 _SAMPLE_BUDGET = 48 << 20  # subsamples kept for all frames at most (12 bytes each: UV grid + hit)
 _WARP_GRID = 4  # control points per side of a frame's residual displacement
-_LR_TEXTURE, _LR_BLUR, _LR_WARP = 0.005, 0.05, 0.02
+_LR_TEXTURE, _LR_BLUR, _LR_WARP = 0.01, 0.05, 0.02
+_LR_END = 0.05  # cosine decay to this fraction: a constant rate leaves the texels jittering by about it
 _BLUR_START = 0.5  # px, each frame's blur before the fit
 _BLUR_RADIUS = 3  # px, the Gaussian kernel's half width
 _CHARBONNIER = 1e-3
@@ -142,29 +146,42 @@ def fit_texture(texture: np.ndarray, mesh: Mesh, cameras: Sequence[Camera], imag
     if not frames:
         report["skipped"] = "no valid pixels"
         return FitResult(texture, report)
-    tex = torch.as_tensor(texture, dtype=torch.float32).permute(2, 0, 1)[None].to(device).requires_grad_(True)
+    base = torch.as_tensor(texture, dtype=torch.float32).permute(2, 0, 1)[None].to(device)
+    coarse = 2 if s >= 2 else 1
+    delta = torch.zeros((1, base.shape[1], max(size // coarse, 1), max(size // coarse, 1)), device=device,
+                        requires_grad=True)
+    report["correction_size"] = delta.shape[-1]
+
+    def corrected() -> torch.Tensor:
+        up = delta if coarse == 1 else torch.nn.functional.interpolate(delta, size=base.shape[-2:], mode="bilinear",
+                                                                        align_corners=False)
+        return (base + up).clamp(0, 1)
+
     n = len(cameras)
     log_sigma = torch.full((n,), math.log(_BLUR_START), device=device, requires_grad=True)
     disp = torch.zeros((n, 2, _WARP_GRID, _WARP_GRID), device=device, requires_grad=True)
-    opt = torch.optim.Adam([{"params": [tex], "lr": _LR_TEXTURE}, {"params": [log_sigma], "lr": _LR_BLUR},
+    opt = torch.optim.Adam([{"params": [delta], "lr": _LR_TEXTURE}, {"params": [log_sigma], "lr": _LR_BLUR},
                             {"params": [disp], "lr": _LR_WARP}])
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda i: _LR_END + (1 - _LR_END) * 0.5 * (1 + math.cos(math.pi * i / max(steps, 1))))
     gen = torch.Generator().manual_seed(seed)
 
     def total_loss() -> float:
         with torch.no_grad():
+            tex = corrected()
             return float(np.mean([_loss(_render(tex, f, s, log_sigma[f.index].exp(), disp[f.index]), f).item()
                                   for f in frames]))
 
     before = total_loss()
     for step in range(steps):
         order = torch.randperm(len(frames), generator=gen)[:_FRAMES_PER_STEP].tolist()
+        tex = corrected()
         loss = torch.stack([_loss(_render(tex, frames[j], s, log_sigma[frames[j].index].exp(),
                                           disp[frames[j].index]), frames[j]) for j in order]).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        with torch.no_grad():
-            tex.clamp_(0, 1)
+        sched.step()
         progress((step + 1) / steps, "texture fit")
     after = total_loss()
     blur = log_sigma.detach().exp()[[f.index for f in frames]].cpu().numpy()
@@ -176,4 +193,5 @@ def fit_texture(texture: np.ndarray, mesh: Mesh, cameras: Sequence[Camera], imag
     if not after < before:
         report["kept_input"] = "the fit did not lower the views' loss"
         return FitResult(texture, report)
-    return FitResult(tex.detach()[0].permute(1, 2, 0).cpu().numpy().astype(np.float32), report)
+    with torch.no_grad():
+        return FitResult(corrected()[0].permute(1, 2, 0).cpu().numpy().astype(np.float32), report)
