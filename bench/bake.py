@@ -25,7 +25,9 @@ take variant suffixes (VARIANTS): `-noseam` (no seam levelling), `-noalign` (no 
 
   .venv/backend/bin/python bench/bake.py [--assets text,plaid,thin] [--methods mrf,mrf-noseam,mrf-noalign,greedy,average,average-noalign,optimize]
       [--frames 61] [--size 512] [--texture-size 2048] [--voxel-res 256] [--mrf-lambda L] [--detail-weight W] [--clean] [--threads N]
-      [--json OUT]
+      [--json OUT] [--sheet PNG]
+`--sheet` writes a close-up of each texture (the middle 200² texels, x2, no filtering) beside the
+ground truth's: what an artist sees up close, which a PSNR at the views' size does not show.
 """
 from __future__ import annotations
 
@@ -94,7 +96,14 @@ def render_cycles(asset, cams, samples: int = 16) -> tuple[np.ndarray, np.ndarra
     return (rgba[..., :3] * alpha + (1 - alpha)).astype(np.float32), alpha[..., 0] > 0.5  # over white, as ours
 
 
-def run_asset(name: str, args: argparse.Namespace) -> list[dict]:
+def _close_up(texture: np.ndarray) -> np.ndarray:
+    """uint8 (400, 400, 3): the texture's middle 200 x 200 texels, each 2 x 2 pixels."""
+    y, x = texture.shape[0] // 2 - 100, texture.shape[1] // 2 - 100
+    crop = np.clip(texture[y:y + 200, x:x + 200, :3], 0, 1)
+    return (np.repeat(np.repeat(crop, 2, 0), 2, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def run_asset(name: str, args: argparse.Namespace, sheet: list | None = None) -> list[dict]:
     from backend.bake.baker import bake
     from backend.bake.params import BakeParams
     from backend.assets.cameras import orbit
@@ -132,6 +141,7 @@ def run_asset(name: str, args: argparse.Namespace) -> list[dict]:
     pred, _ = render_views(asset.mesh, small, held, supersample=ss)
     psnr, ssim = psnr_ssim(pred, gt_views, gt_masks)
     rows = [{"asset": name, "method": "gt-resampled", "psnr": round(psnr, 2), "ssim": round(ssim, 4), "seconds": 0.0}]
+    close_ups = [_close_up(small)]
     print(f"[{name}] ground truth at {args.texture_size}^2: PSNR {psnr:.2f} dB  SSIM {ssim:.4f} (upper bound)", flush=True)
     for method in args.methods:
         base_method, *flags = method.split("-")  # variants: METHOD-FLAG-FLAG..., see VARIANTS
@@ -155,6 +165,7 @@ def run_asset(name: str, args: argparse.Namespace) -> list[dict]:
                "alignment": {k: v for k, v in result.report.get("alignment", {}).items() if k != "shift_px"},
                "label_seam_edges": result.report.get("label_seam_edges"), "fit": result.report.get("fit")}
         rows.append(row)
+        close_ups.append(_close_up(result.texture))
         stages = " ".join(f"{k}={v:.1f}" for k, v in result.report["seconds"].items())
         print(f"[{name}] {method:16s} PSNR {psnr:6.2f} dB {split_psnr} SSIM {ssim:.4f}  {wall:6.1f} s wall "
               f"({cpu:.1f} s cpu)  [{stages}]" + (f"  align {row['alignment']}" if row["alignment"] else "")
@@ -170,6 +181,8 @@ def run_asset(name: str, args: argparse.Namespace) -> list[dict]:
             r["splits_vs_average"] = {k: round(v - base["splits"][k], 2) for k, v in r.get("splits", {}).items()}
             if greedy is not None:
                 r["psnr_vs_greedy"] = round(r["psnr"] - greedy["psnr"], 2)
+    if sheet is not None:
+        sheet.append((name, close_ups))
     return rows
 
 
@@ -193,6 +206,7 @@ def main() -> None:
     parser.add_argument("--clean", action="store_true", help="skip the corruption")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     parser.add_argument("--json", help="write the rows here")
+    parser.add_argument("--sheet", help="write texture close-ups (ground truth, then each method) to this PNG")
     args = parser.parse_args()
     sparse = args.suite == "sparse"
     args.assets = args.assets or ("print,flat,text,thin" if sparse else "text,plaid,thin")
@@ -202,9 +216,17 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f}", flush=True)
-    rows = []
+    rows: list[dict] = []
+    sheet: list | None = [] if args.sheet else None
     for name in args.assets.split(","):
-        rows += run_asset(name, args)
+        rows += run_asset(name, args, sheet)
+    if sheet:
+        from backend.assets.images import write_png
+        from backend.render.contact_sheet import contact_sheet
+
+        write_png(args.sheet, contact_sheet([c for _, c in sheet], [n for n, _ in sheet], tile=400,
+                                            captions=["ground truth", *args.methods]))
+        print(f"close-ups: {args.sheet}")
     print(f"\nsuite {args.suite}, renderer {args.renderer}, load average {os.getloadavg()[0]:.1f}")
     print("asset   method            PSNR dB  SSIM    vs average  vs greedy  held / grazing vs average  seconds (x average)")
     for r in rows:

@@ -147,7 +147,7 @@ def fit_texture(texture: np.ndarray, mesh: Mesh, cameras: Sequence[Camera], imag
         report["skipped"] = "no valid pixels"
         return FitResult(texture, report)
     base = torch.as_tensor(texture, dtype=torch.float32).permute(2, 0, 1)[None].to(device)
-    coarse = 2 if s >= 2 else 1
+    coarse = 2 if size >= 2 * max(valid.shape[1:]) else 1  # texels per pixel, whatever the memory allowed s
     delta = torch.zeros((1, base.shape[1], max(size // coarse, 1), max(size // coarse, 1)), device=device,
                         requires_grad=True)
     report["correction_size"] = delta.shape[-1]
