@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
-from ..bake.params import DEFAULT_FIT_STEPS, METHODS, BakeParams
+from ..bake.params import METHODS, BakeParams
 from ..errors import InputError
 from ..progress import Progress
 from ..render.views_frame import VIEWS_FRAMES, ViewsFrame
@@ -169,8 +169,8 @@ def run(inputs: dict[str, Path], params: Params, out_dir: Path, progress: Progre
     from ..bake.baker import bake
 
     bake_params = params.bake
-    if bake_params.fit_steps is None:  # no fit of generated frames unless asked (optimize is the fit)
-        bake_params = replace(bake_params, fit_steps=DEFAULT_FIT_STEPS if bake_params.method == "optimize" else 0)
+    if bake_params.fit_steps is None and bake_params.method != "optimize":  # no fit of generated frames unless asked
+        bake_params = replace(bake_params, fit_steps=0)  # (optimize is the fit: its default stands)
     result = bake(mesh, views, bake_params, sub_progress(progress, 0.6, 0.92))
     lap("bake")
 

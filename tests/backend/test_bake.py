@@ -477,6 +477,19 @@ def test_fit_undoes_blur_and_residual_shifts_of_the_views() -> None:
     assert _texture_psnr(fitted, gt, texels, seen) >= _texture_psnr(plain, gt, texels, seen) + 1.0
 
 
+def test_a_fit_that_raises_the_loss_keeps_the_bake(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from backend.bake import fit
+
+    mesh, _, cams, images = _torus_views(64, size=64, frames=6)
+    params = dict(texture_size=64, voxel_res=16, align=False)
+    plain = bake(mesh, _views(cams, images), BakeParams(fit_steps=0, **params))
+    monkeypatch.setattr(fit, "_LR_TEXTURE", 1e3)  # every step throws the texels to 0 or 1
+    diverged = bake(mesh, _views(cams, images), BakeParams(fit_steps=5, **params))
+    report = diverged.report["fit"]
+    assert report["kept_input"] and report["loss_after"] > report["loss_before"], report
+    assert np.array_equal(diverged.texture, plain.texture)
+
+
 def test_fit_is_skipped_for_the_average_baseline_and_locked_bakes() -> None:
     mesh, _, cams, images = _torus_views(64, size=64, frames=6)
     for params in (BakeParams(method="average"), BakeParams(lock_reference=True)):
